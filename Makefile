@@ -1,0 +1,56 @@
+# darkscope: the two commands are `make demo` and `make test`; each installs what it needs.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SYSSTAMP := .darkscope/.sysdeps
+# Debian packages: a JDK and Maven run the broker; tcpdump/tshark/kcat are used by tests and
+# benchmarks; libpcap is what live capture binds to.
+DEBS := openjdk-17-jre-headless maven tcpdump tshark kcat libpcap0.8
+
+.PHONY: demo test lint typecheck unit install sysdeps broker-up broker-down clean
+
+demo: $(STAMP) $(SYSSTAMP)
+	$(BIN)/darkscope demo
+
+test: $(STAMP) $(SYSSTAMP) lint typecheck
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check pip==26.3
+	$(BIN)/pip install -q --no-deps -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+# Installs the Debian packages that are missing (needs root, as on the CI and dev machines).
+$(SYSSTAMP):
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing) >/dev/null \
+	    || { echo "could not install$$missing (run as root or install them)"; exit 1; }; \
+	fi
+	mkdir -p .darkscope && touch $@
+
+broker-up: $(STAMP) $(SYSSTAMP)
+	$(BIN)/darkscope broker up
+
+broker-down: $(STAMP)
+	$(BIN)/darkscope broker down
+
+clean:
+	-$(BIN)/darkscope broker down
+	rm -rf $(VENV) .darkscope .pytest_cache .mypy_cache .ruff_cache

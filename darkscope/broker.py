@@ -1,0 +1,282 @@
+"""A local single-node Apache Kafka broker (KRaft, combined broker+controller) from Maven jars.
+
+No tarball site and no Docker are reachable where darkscope is developed, so the broker runs
+from the jars that ``infra/kafka/pom.xml`` pins: Maven copies them into a cache folder once,
+KRaft storage is formatted once per data folder, and ``kafka.Kafka`` starts on 127.0.0.1.
+The same code serves ``darkscope broker up|down|status``, ``make demo``, the tests and CI.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from darkscope.errors import BrokerError
+from darkscope.settings import BrokerSettings
+
+__all__ = ["BrokerStatus", "KAFKA_VERSION", "broker_status", "ensure_jars", "start", "stop"]
+
+logger = logging.getLogger(__name__)
+
+KAFKA_VERSION = "4.1.1"  # keep in step with infra/kafka/pom.xml
+INFRA_DIR = Path(__file__).resolve().parent.parent / "infra" / "kafka"
+
+_SERVER_PROPERTIES = """\
+# Written by darkscope.broker at every start; edit BrokerSettings, not this file.
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs={log_dirs}
+num.partitions=1
+# A single node: every internal topic has one replica.
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+# Consumer groups (Faust workers, tests) start without the 3 s rebalance wait.
+group.initial.rebalance.delay.ms=0
+# Columnar packet batches of ~10k packets are ~0.5 MB; leave room above that.
+message.max.bytes=8388608
+replica.fetch.max.bytes=8388608
+log.retention.hours=168
+log.segment.bytes=268435456
+"""
+
+
+@dataclass(frozen=True)
+class BrokerStatus:
+    """What `darkscope broker status` reports."""
+
+    running: bool
+    answering: bool
+    pid: int | None
+    bootstrap: str
+    rss_bytes: int | None
+    log_file: Path
+
+
+def _paths(settings: BrokerSettings) -> dict[str, Path]:
+    d = settings.data_dir
+    return {
+        "pid": d / "broker.pid",
+        "log": d / "broker.log",
+        "out": d / "broker.out",
+        "props": d / "server.properties",
+        "logs": d / "logs",
+        "log4j": INFRA_DIR / "log4j2.properties",
+    }
+
+
+def ensure_jars(settings: BrokerSettings) -> Path:
+    """Copy the pinned broker jars into the cache folder (once) and return the lib folder."""
+    lib = settings.cache_dir / f"kafka-{KAFKA_VERSION}" / "lib"
+    stamp = lib / ".complete"
+    if stamp.exists():
+        return lib
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise BrokerError("Maven (mvn) is not on PATH; it fetches the pinned Kafka jars")
+    pom = INFRA_DIR / "pom.xml"
+    if not pom.exists():
+        raise BrokerError(f"{pom} not found; run darkscope from its source checkout")
+    lib.mkdir(parents=True, exist_ok=True)
+    logger.info("fetching Kafka %s jars into %s", KAFKA_VERSION, lib)
+    cmd = [
+        mvn,
+        "-B",
+        "-q",
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={lib}",
+        "-DincludeScope=runtime",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise BrokerError(f"mvn failed ({proc.returncode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    if not list(lib.glob("kafka_2.13-*.jar")):
+        raise BrokerError(f"mvn ran but no kafka_2.13 jar landed in {lib}")
+    stamp.write_text(KAFKA_VERSION)
+    return lib
+
+
+def _java() -> str:
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").exists():
+        return str(Path(home) / "bin" / "java")
+    java = shutil.which("java")
+    if java is None:
+        raise BrokerError("java is not on PATH (Kafka 4 needs Java 17+)")
+    return java
+
+
+def _read_pid(settings: BrokerSettings) -> int | None:
+    pid_file = _paths(settings)["pid"]
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    # A zombie or recycled pid is not our broker: check its command line.
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return pid
+    return pid if b"kafka.Kafka" in cmdline else None
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def answers_metadata(bootstrap: str, timeout: float = 2.0) -> bool:
+    """True when a Kafka broker at ``bootstrap`` answers a metadata request."""
+    from confluent_kafka.admin import AdminClient
+
+    conf: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "socket.timeout.ms": int(timeout * 1000),
+        "log_level": 0,
+        "logger": logging.getLogger("darkscope.kafka.admin"),
+    }
+    admin = AdminClient(conf)
+    try:
+        md = admin.list_topics(timeout=timeout)
+    except Exception:  # noqa: BLE001 - any client error means "not answering"
+        return False
+    return bool(md.brokers)
+
+
+def _rss(pid: int | None) -> int | None:
+    if pid is None:
+        return None
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def broker_status(settings: BrokerSettings) -> BrokerStatus:
+    """Is the broker process alive, and does it answer metadata requests?"""
+    pid = _read_pid(settings)
+    bootstrap = f"127.0.0.1:{settings.port}"
+    answering = _port_open(settings.port) and answers_metadata(bootstrap)
+    return BrokerStatus(pid is not None, answering, pid, bootstrap, _rss(pid), _paths(settings)["log"])
+
+
+def _format_once(settings: BrokerSettings, java: str, lib: Path) -> None:
+    p = _paths(settings)
+    if (p["logs"] / "meta.properties").exists():
+        return
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cmd = [
+        java,
+        "-cp",
+        f"{lib}/*",
+        f"-Dlog4j2.configurationFile={p['log4j']}",
+        f"-Ddarkscope.log={p['log']}",
+        "kafka.tools.StorageTool",
+        "format",
+        "-t",
+        cluster_id,
+        "-c",
+        str(p["props"]),
+        "--standalone",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise BrokerError(f"formatting KRaft storage failed:\n{proc.stdout}{proc.stderr}")
+    logger.info("formatted KRaft storage in %s (cluster %s)", p["logs"], cluster_id)
+
+
+def start(settings: BrokerSettings) -> tuple[BrokerStatus, bool]:
+    """Start the broker unless one runs; return its status and whether this call started it."""
+    current = broker_status(settings)
+    if current.running or current.answering:
+        return current, False
+    if _port_open(settings.port):
+        raise BrokerError(f"port {settings.port} is taken by something that is not a Kafka broker")
+    lib = ensure_jars(settings)
+    java = _java()
+    p = _paths(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    p["props"].write_text(
+        _SERVER_PROPERTIES.format(
+            port=settings.port, controller_port=settings.effective_controller_port, log_dirs=p["logs"]
+        )
+    )
+    _format_once(settings, java, lib)
+    cmd = [
+        java,
+        f"-Xmx{settings.heap}",
+        f"-Xms{settings.heap}",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dlog4j2.configurationFile={p['log4j']}",
+        f"-Ddarkscope.log={p['log']}",
+        "-cp",
+        f"{lib}/*",
+        "kafka.Kafka",
+        str(p["props"]),
+    ]
+    started = time.monotonic()
+    with open(p["out"], "ab") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    p["pid"].write_text(str(proc.pid))
+    bootstrap = f"127.0.0.1:{settings.port}"
+    while time.monotonic() - started < settings.start_timeout:
+        if proc.poll() is not None:
+            raise BrokerError(f"broker exited with {proc.returncode}; see {p['log']} and {p['out']}")
+        if _port_open(settings.port) and answers_metadata(bootstrap):
+            logger.info("broker up on %s in %.1f s", bootstrap, time.monotonic() - started)
+            return broker_status(settings), True
+        time.sleep(0.25)
+    proc.kill()
+    raise BrokerError(f"broker did not answer within {settings.start_timeout:.0f} s; see {p['log']}")
+
+
+def stop(settings: BrokerSettings, timeout: float = 60.0) -> bool:
+    """Stop the broker cleanly (SIGTERM, then SIGKILL after ``timeout``); False if none ran."""
+    pid = _read_pid(settings)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _read_pid(settings) is None:
+            break
+        time.sleep(0.2)
+    else:
+        logger.warning("broker %d did not stop in %.0f s; killing it", pid, timeout)
+        os.kill(pid, signal.SIGKILL)
+    _paths(settings)["pid"].unlink(missing_ok=True)
+    return True

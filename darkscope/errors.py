@@ -1,0 +1,78 @@
+"""The darkscope exception hierarchy, one module for the whole project.
+
+DarkscopeError
+├── ConfigError                 bad or missing setting
+├── BrokerError                 the local Kafka broker could not be fetched/started/stopped
+├── CodecError                  bytes that are not a message darkscope can read
+│   ├── UnknownSchema           single-object frame with a fingerprint no schema matches
+│   ├── UndecodableMessage      not a single-object frame, or the body does not decode
+│   └── SchemaMismatch          a record that does not fit the schema it is written with
+├── CaptureError                a capture that cannot be read at all
+│   └── TruncatedRecord         a capture record cut short (data ends mid-record)
+└── SinkError
+    └── StoreUnavailable        ClickHouse cannot be reached or is locked by another process
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BrokerError",
+    "CaptureError",
+    "CodecError",
+    "ConfigError",
+    "DarkscopeError",
+    "SchemaMismatch",
+    "SinkError",
+    "StoreUnavailable",
+    "TruncatedRecord",
+    "UndecodableMessage",
+    "UnknownSchema",
+]
+
+
+class DarkscopeError(Exception):
+    """Base of every error darkscope raises on purpose."""
+
+
+class ConfigError(DarkscopeError):
+    """A setting is missing or invalid."""
+
+
+class BrokerError(DarkscopeError):
+    """The local Kafka broker could not be fetched, started or stopped."""
+
+
+class CodecError(DarkscopeError):
+    """Bytes that darkscope cannot turn into a record."""
+
+
+class UnknownSchema(CodecError):
+    """A single-object frame whose schema fingerprint no known schema has."""
+
+    def __init__(self, fingerprint: int) -> None:
+        super().__init__(f"unknown schema fingerprint {fingerprint:016x}")
+        self.fingerprint = fingerprint
+
+
+class UndecodableMessage(CodecError):
+    """Bytes that are not an Avro single-object frame, or whose body does not decode."""
+
+
+class SchemaMismatch(CodecError):
+    """A record or batch that does not fit the schema it is being written with."""
+
+
+class CaptureError(DarkscopeError):
+    """A capture file that cannot be read at all (bad magic, unsupported format)."""
+
+
+class TruncatedRecord(CaptureError):
+    """A capture record that ends before its stated length."""
+
+
+class SinkError(DarkscopeError):
+    """The sink could not write to its store."""
+
+
+class StoreUnavailable(SinkError):
+    """ClickHouse is unreachable, or its embedded store is locked by another process."""

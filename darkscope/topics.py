@@ -43,7 +43,10 @@ class TopicInfo:
 
 def admin_client(bootstrap: str) -> AdminClient:
     """An AdminClient for ``bootstrap`` that logs through Python logging."""
-    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": logging.getLogger("darkscope.kafka.admin")}
+    conf: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "logger": logging.getLogger("darkscope.kafka.admin"),
+    }
     return AdminClient(conf)
 
 
@@ -54,8 +57,11 @@ def list_topics(bootstrap: str, timeout: float = 10.0) -> list[TopicInfo]:
     except KafkaException as exc:
         raise BrokerError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
     return sorted(
-        (TopicInfo(str(t.topic), len(t.partitions)) for t in md.topics.values()
-         if not str(t.topic).startswith("__")),
+        (
+            TopicInfo(str(t.topic), len(t.partitions))
+            for t in md.topics.values()
+            if not str(t.topic).startswith("__")
+        ),
         key=lambda t: t.name,
     )
 

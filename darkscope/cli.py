@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from darkscope import __version__
 from darkscope.errors import DarkscopeError
-from darkscope.settings import BrokerSettings, KafkaSettings, TopicNames
+from darkscope.settings import BrokerSettings, KafkaSettings, SensorSettings, TopicNames, WorkerSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -143,6 +144,177 @@ def topics_list() -> None:
 
     for t in list_topics(KafkaSettings().bootstrap):
         click.echo(f"{t.name}\t{t.partitions}")
+
+
+# -- sensors and the simulator --------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--pcap",
+    "pcaps",
+    multiple=True,
+    type=str,
+    help="Capture file to replay (pcap/pcapng, gzip ok; - for stdin).",
+)
+@click.option("--iface", type=str, default=None, help="Interface to capture from (libpcap).")
+@click.option("--bpf", type=str, default="", help="BPF filter for --iface.")
+@click.option(
+    "--realtime", is_flag=True, help="Replay files at capture speed instead of as fast as possible."
+)
+@click.option("--sensor-id", type=str, default=None, help="Override DARKSCOPE_SENSOR_SENSOR_ID.")
+@click.option(
+    "--prefix", "prefixes", multiple=True, help="Monitored prefix (repeatable); overrides settings."
+)
+def sensor(
+    pcaps: tuple[str, ...],
+    iface: str | None,
+    bpf: str,
+    realtime: bool,
+    sensor_id: str | None,
+    prefixes: tuple[str, ...],
+) -> None:
+    """Capture packets (files or an interface) and publish them to Kafka."""
+    from producers.run import replay_files, sniff_interface
+
+    if bool(pcaps) == bool(iface):
+        raise click.UsageError("give either --pcap FILE... or --iface IFACE")
+    overrides: dict[str, Any] = {}
+    if sensor_id:
+        overrides["sensor_id"] = sensor_id
+    if prefixes:
+        overrides["prefixes"] = list(prefixes)
+    settings = SensorSettings(**overrides)
+    if pcaps:
+        reports = replay_files(list(pcaps), settings, KafkaSettings(), TopicNames(), realtime)
+    else:
+        assert iface is not None
+        reports = [sniff_interface(iface, bpf, settings, KafkaSettings(), TopicNames())]
+    for report in reports:
+        for line in report.lines():
+            click.echo(line)
+    if any(r.send_failed for r in reports):
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--quarter", default="2022Q2", show_default=True, help="Quarter to simulate, e.g. 2022Q2.")
+@click.option("--packets-per-day", type=int, default=100_000, show_default=True, help="Volume.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write capture files and ground-truth JSON here.",
+)
+@click.option("--kafka", "to_kafka", is_flag=True, help="Publish to Kafka instead of writing captures.")
+@click.option("--format", "fmt", type=click.Choice(["pcap", "pcapng"]), default="pcap", show_default=True)
+@click.option(
+    "--previous", is_flag=True, help="Also simulate the quarter before (for previous-quarter ranks)."
+)
+@click.option("--days", type=int, default=None, help="Only the first N days.")
+@click.option("--flat", is_flag=True, help="A control quarter: same volumes, no planted events.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--prefix", "prefixes", multiple=True, help="Sensor prefix (repeatable); default 198.51.100.0/24."
+)
+@click.option("--sensor-id", default="sim-0", show_default=True)
+def simulate(
+    quarter: str,
+    packets_per_day: int,
+    out_dir: Path | None,
+    to_kafka: bool,
+    fmt: str,
+    previous: bool,
+    days: int | None,
+    flat: bool,
+    seed: int,
+    prefixes: tuple[str, ...],
+    sensor_id: str,
+) -> None:
+    """Simulate a quarter of darknet traffic: capture files, or straight to Kafka."""
+    prefix_list = list(prefixes) or ["198.51.100.0/24"]
+    if to_kafka:
+        from producers.run import publish_simulation
+        from producers.sim_model import VolumePlan
+
+        quarters = [quarter]
+        if previous:
+            prev = VolumePlan(quarter, packets_per_day).model.previous
+            if prev is None:
+                raise click.UsageError(f"no model for the quarter before {quarter}")
+            quarters.insert(0, prev)
+        settings = SensorSettings(sensor_id=sensor_id, prefixes=prefix_list)
+        for q in quarters:
+            truth = out_dir / q / "ground-truth.json" if out_dir else None
+            if truth:
+                truth.parent.mkdir(parents=True, exist_ok=True)
+            report, _ = publish_simulation(
+                settings,
+                KafkaSettings(),
+                TopicNames(),
+                quarter=q,
+                packets_per_day=packets_per_day,
+                days=days,
+                flat=flat,
+                seed=seed,
+                truth_path=truth,
+            )
+            for line in report.lines():
+                click.echo(line)
+            if truth:
+                click.echo(f"  ground truth: {truth}")
+        return
+    if out_dir is None:
+        raise click.UsageError("give --out DIR (capture files) or --kafka")
+    from producers.simulate import run_simulation
+
+    result = run_simulation(
+        out_dir,
+        quarter=quarter,
+        packets_per_day=packets_per_day,
+        fmt=fmt,  # type: ignore[arg-type]
+        previous=previous,
+        days=days,
+        flat=flat,
+        seed=seed,
+        prefix=prefix_list,
+        sensor_id=sensor_id,
+    )
+    click.echo(
+        f"simulated {result.packets} packets in {len(result.captures)} files in {result.seconds:.1f} s"
+    )
+    for truth in result.truths:
+        click.echo(f"  ground truth: {truth}")
+
+
+# -- stream workers -----------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--loglevel", default="info", show_default=True, help="Faust log level.")
+def worker(loglevel: str) -> None:
+    """Run a stream worker: enrichment, windowed counts, alerts (Faust app)."""
+    from streams.worker import run_worker
+
+    run_worker(WorkerSettings(), KafkaSettings(), TopicNames(), loglevel)
+
+
+@main.group()
+def alerts() -> None:
+    """Read real-time alerts."""
+
+
+@alerts.command("tail")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest alert, not the newest.")
+@click.option("--max", "limit", type=int, default=0, help="Stop after this many alerts (0: never).")
+@click.option("--timeout", type=float, default=0.0, help="Stop after this many idle seconds (0: never).")
+def alerts_tail(from_beginning: bool, limit: int, timeout: float) -> None:
+    """Print alerts from darkscope.alerts as they arrive, one readable line each."""
+    from streams.alert_reader import tail_alerts
+
+    for line in tail_alerts(KafkaSettings().bootstrap, TopicNames().alerts, from_beginning, limit, timeout):
+        click.echo(line)
 
 
 # -- demo ------------------------------------------------------------------------------------

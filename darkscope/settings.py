@@ -6,12 +6,15 @@ environment at import time. Every field is documented in README.md (a test check
 
 from __future__ import annotations
 
+import json
+import socket
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["BrokerSettings", "KafkaSettings", "TopicNames"]
+__all__ = ["BrokerSettings", "KafkaSettings", "SensorSettings", "TopicNames", "WorkerSettings"]
 
 
 def _default_home() -> Path:
@@ -71,3 +74,93 @@ class BrokerSettings(BaseSettings):
     def effective_controller_port(self) -> int:
         """The controller port actually used."""
         return self.controller_port or self.port + 1
+
+
+class WorkerSettings(BaseSettings):
+    """A stream worker (`darkscope worker`): enrichment, windowed counts, alerts."""
+
+    model_config = SettingsConfigDict(env_prefix="DARKSCOPE_WORKER_", frozen=True)
+
+    app_id: str = Field("darkscope", description="Faust application id (consumer group and table prefix).")
+    city_db: Path | None = Field(
+        None, description="City or country .mmdb (MaxMind layout); default: the packaged DB-IP City Lite."
+    )
+    asn_db: Path | None = Field(None, description="ASN .mmdb (GeoLite2-ASN layout); none: ASN 0.")
+    geo_cache_size: int = Field(65536, ge=0, description="Source addresses whose GeoIP answer is cached.")
+    lateness: int = Field(60, ge=0, description="Seconds of event time a window waits for late packets.")
+    idle_after: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a caught-up packets partition stays silent before it is idle.",
+    )
+    retention: int = Field(
+        24 * 3600, ge=0, description="Seconds of event time closed windows stay correctable by late packets."
+    )
+    alert_window: str = Field("1h", pattern="^(1m|1h)$", description="Window size the surge rules watch.")
+    alert_baseline_windows: int = Field(24, ge=2, description="Trailing windows in an alert baseline.")
+    alert_min_history: int = Field(6, ge=1, description="Windows of history before a key can alert.")
+    alert_z_score: float = Field(6.0, gt=0, description="Robust z-score (median/MAD) that makes a surge.")
+    alert_min_ratio: float = Field(
+        5.0, gt=1, description="A surge is also at least this many times the baseline."
+    )
+    alert_min_packets: int = Field(200, ge=1, description="Packets a window needs before it can alert.")
+    alert_min_sources: int = Field(20, ge=1, description="Sources a Mirai burst needs.")
+    alert_cooldown_windows: int = Field(6, ge=1, description="Windows before the same alert can repeat.")
+    data_dir: Path = Field(
+        default_factory=lambda: _default_home() / "worker", description="Faust's data folder for this worker."
+    )
+    web_port: int = Field(0, ge=0, le=65535, description="Faust web port (0: no web server).")
+
+
+class SensorSettings(BaseSettings):
+    """A sensor (`darkscope sensor`): what it captures and how it publishes."""
+
+    model_config = SettingsConfigDict(env_prefix="DARKSCOPE_SENSOR_", frozen=True)
+
+    sensor_id: str = Field(default_factory=socket.gethostname, description="Sensor id (default: host name).")
+    prefixes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Monitored prefixes, CIDR, comma-separated or JSON list; packets to others are dropped. "
+        "Empty: accept every destination.",
+    )
+    batch_size: int = Field(
+        10_000, ge=1, le=100_000, description="Packets per Kafka message (columnar batch)."
+    )
+    linger: float = Field(0.1, gt=0, description="Seconds a live capture waits to fill a batch.")
+    health_interval: float = Field(5.0, gt=0, description="Seconds between sensor health records.")
+    snaplen: int = Field(
+        256, ge=64, le=65535, description="Live capture: bytes kept per packet (headers only)."
+    )
+    promiscuous: bool = Field(True, description="Live capture: put the interface in promiscuous mode.")
+    buffer_mb: int = Field(64, ge=1, description="Live capture: kernel ring buffer size in MiB.")
+
+    @field_validator("prefixes", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            if value.strip().startswith("["):
+                return json.loads(value)
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+
+def settings_table() -> str:
+    """The README's settings table, one row per setting, from the classes above."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for cls in (KafkaSettings, TopicNames, BrokerSettings, SensorSettings, WorkerSettings):
+        prefix = str(cls.model_config.get("env_prefix", ""))
+        for name, field in cls.model_fields.items():
+            if field.default_factory is not None:
+                default = {
+                    "data_dir": "./.darkscope/…",
+                    "cache_dir": "~/.cache/darkscope",
+                    "sensor_id": "host name",
+                    "prefixes": "(none: all)",
+                }.get(name, "")
+            else:
+                default = "" if field.default is None else str(field.default)
+            rows.append(
+                f"| `{prefix}{name}`".upper().replace("`DARKSCOPE", "`DARKSCOPE")
+                + f" | `{default}` | {field.description} |"
+            )
+    return "\n".join(rows)

@@ -24,6 +24,7 @@ class DeliveryStats:
     packets_sent: int = 0
     packets_failed: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    sent_by_topic: dict[str, int] = field(default_factory=dict)  # messages acknowledged per topic
 
 
 class Publisher:
@@ -53,6 +54,8 @@ class Publisher:
         if err is None:
             self.stats.messages_sent += 1
             self.stats.packets_sent += packets
+            topic = str(msg.topic())
+            self.stats.sent_by_topic[topic] = self.stats.sent_by_topic.get(topic, 0) + 1
         else:
             self.stats.messages_failed += 1
             self.stats.packets_failed += packets

@@ -25,7 +25,17 @@ from darkscope.errors import SchemaMismatch, UndecodableMessage, UnknownSchema
 from schemas.batch import ADDRESS6_COLUMNS, PacketBatch, batch_from_events, column_dtypes
 from schemas.registry import SchemaSet, default_schemas, fingerprint, full_name
 
-__all__ = ["MAGIC", "Codec", "Message", "PACKET_BATCH", "PACKET_EVENT", "read_fingerprint"]
+__all__ = [
+    "MAGIC",
+    "PACKET_BATCH",
+    "PACKET_EVENT",
+    "Codec",
+    "Message",
+    "column_dtypes_of",
+    "pack_columns",
+    "read_fingerprint",
+    "unpack_columns",
+]
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
@@ -179,3 +189,32 @@ class Codec:
     def encode_events(self, batch: PacketBatch) -> list[bytes]:
         """One PacketEvent frame per packet (the interoperable, slow form)."""
         return [self.encode(PACKET_EVENT, row) for row in batch.rows()]
+
+
+def column_dtypes_of(schema: Mapping[str, Any]) -> dict[str, np.dtype[Any]]:
+    """Top-level fields of a record schema that carry packed columns, with their dtypes."""
+    return {f["name"]: np.dtype(f["dtype"]) for f in schema["fields"] if "dtype" in f}
+
+
+def pack_columns(columns: Mapping[str, Any], dtypes: Mapping[str, np.dtype[Any]]) -> dict[str, bytes]:
+    """Columns as the little-endian bytes of their schema dtype (cast when needed)."""
+    out = {}
+    for name, dt in dtypes.items():
+        arr = np.asarray(columns[name])
+        out[name] = (arr if arr.dtype == dt else arr.astype(dt)).tobytes()
+    return out
+
+
+def unpack_columns(
+    record: Mapping[str, Any], dtypes: Mapping[str, np.dtype[Any]], rows: int | None = None
+) -> dict[str, Any]:
+    """Packed columns of a decoded record as NumPy arrays; all must hold the same row count."""
+    out: dict[str, Any] = {}
+    for name, dt in dtypes.items():
+        raw = record.get(name)
+        if not isinstance(raw, bytes) or len(raw) % dt.itemsize:
+            raise UndecodableMessage(f"column {name} is not a whole number of {dt} values")
+        out[name] = np.frombuffer(raw, dtype=dt)
+        if rows is not None and len(out[name]) != rows:
+            raise UndecodableMessage(f"column {name} has {len(out[name])} rows, expected {rows}")
+    return out

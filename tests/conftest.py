@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from darkscope import broker as broker_mod
-from darkscope.settings import BrokerSettings, KafkaSettings
+from darkscope.settings import BrokerSettings, KafkaSettings, TopicNames
 from darkscope.topics import admin_client, ensure_topics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,12 +39,30 @@ def kafka_bootstrap() -> Iterator[str]:
             broker_mod.stop(settings)
 
 
+def _unique(request: pytest.FixtureRequest, what: str) -> str:
+    base = "".join(c if c.isalnum() or c in "-_" else "_" for c in request.node.name[:40])
+    return f"test.{base}.{what}.{uuid.uuid4().hex[:8]}"
+
+
+def _drop(bootstrap: str, names: list[str]) -> None:
+    admin = admin_client(bootstrap)
+    for fut in admin.delete_topics(names).values():
+        fut.result()
+
+
 @pytest.fixture
 def topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh 4-partition topic for one test, deleted afterwards."""
-    name = f"test.{request.node.name[:40]}.{uuid.uuid4().hex[:8]}".replace("[", "_").replace("]", "_")
+    name = _unique(request, "t")
     ensure_topics(KafkaSettings(bootstrap=kafka_bootstrap), [name], partitions=4)
     yield name
-    admin = admin_client(kafka_bootstrap)
-    for fut in admin.delete_topics([name]).values():
-        fut.result()
+    _drop(kafka_bootstrap, [name])
+
+
+@pytest.fixture
+def topic_names(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Iterator[TopicNames]:
+    """A fresh set of darkscope topics (4 partitions each) for one test."""
+    names = TopicNames(**{field: _unique(request, field) for field in TopicNames.model_fields})
+    ensure_topics(KafkaSettings(bootstrap=kafka_bootstrap, partitions=4), names.all())
+    yield names
+    _drop(kafka_bootstrap, names.all())

@@ -1,0 +1,5 @@
+"""`python -m darkscope`: the CLI."""
+
+from darkscope.cli import main
+
+main()

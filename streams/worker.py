@@ -1,0 +1,23 @@
+"""Run the Faust app as a worker process (`darkscope worker`)."""
+
+from __future__ import annotations
+
+import sys
+
+from darkscope.settings import KafkaSettings, TopicNames, WorkerSettings
+from darkscope.topics import ensure_topics
+from streams.app import create_app
+
+__all__ = ["run_worker"]
+
+
+def run_worker(
+    settings: WorkerSettings, kafka: KafkaSettings, topics: TopicNames, loglevel: str = "info"
+) -> None:
+    """Create the topics the app needs (partition counts must match), then run a worker."""
+    ensure_topics(kafka, [topics.packets, topics.enriched, topics.counts, topics.alerts, topics.deadletter])
+    app = create_app(settings, kafka, topics)
+    # Faust's own command line parses sys.argv: hand it the worker command.
+    web = ["--with-web", "--web-port", str(settings.web_port)] if settings.web_port else ["--without-web"]
+    sys.argv = ["darkscope-worker", "worker", "--loglevel", loglevel, *web]
+    app.main()

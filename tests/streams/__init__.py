@@ -1,0 +1,1 @@
+"""Tests of the stream agents' building blocks (mirrors streams/)."""

@@ -157,6 +157,8 @@ class Sensor:
     def _split(self, batch: PacketBatch, realtime: bool) -> list[PacketBatch]:
         """Slices of at most batch_size packets (and of ``linger`` capture seconds in realtime)."""
         n, size = len(batch), self.settings.batch_size
+        if not n:
+            return []  # every packet was outside the monitored prefixes
         cuts = list(range(0, n, size))
         if realtime:
             bucket = (batch["ts"] // int(self.settings.linger * 1e9)).astype(np.int64)

@@ -101,3 +101,24 @@ def test_monitored_space_counts_addresses_and_matches_ipv6() -> None:
     b.columns["dst6"][2] = np.frombuffer(ipaddress.IPv6Address("2001:db8:0:8000::1").packed, "V16")[0]
     b.columns["dst6"][3] = np.frombuffer(ipaddress.IPv6Address("2001:db8:0:7fff::1").packed, "V16")[0]
     assert space.contains(b).tolist() == [True, False, True, False]
+
+
+def test_a_batch_entirely_outside_the_prefixes_is_dropped_not_a_crash(
+    kafka_bootstrap: str, topic_names: TopicNames
+) -> None:
+    from producers.sensor import Sensor
+    from schemas.batch import PacketBatch
+
+    outside = PacketBatch.zeros("s", 0, 5)
+    outside.columns["ip_version"][:] = 4
+    outside.columns["dst"][:] = 0xC0000201  # 192.0.2.1
+    inside = PacketBatch.zeros("s", 1, 3)
+    inside.columns["ip_version"][:] = 4
+    inside.columns["dst"][:] = 0xC6336401
+    sensor = Sensor(
+        SensorSettings(sensor_id="s", prefixes=["198.51.100.0/24"]),
+        KafkaSettings(bootstrap=kafka_bootstrap),
+        topic_names,
+    )
+    report = sensor.run([outside, inside, outside], "test")
+    assert (report.packets_in, report.out_of_prefix, report.packets_sent) == (13, 10, 3)

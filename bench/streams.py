@@ -1,0 +1,147 @@
+"""Benchmark: packets/s through one stream worker (enrich + combiner + windowed counts),
+against a bare consume-and-decode loop over the same topic, in the same run.
+
+Publishes a simulated stretch of 2022Q2 (realistic source repetition) as columnar batches,
+then:
+
+- bare loop: confluent-kafka consumes the packets topic and decodes every batch to NumPy;
+- worker: one `darkscope worker` process (a real Faust worker) consumes the same topic;
+  its rate is packets / (timestamp of the last enriched message - that of the first), so
+  the worker's start-up is not counted.
+
+Needs a broker: DARKSCOPE_BOOTSTRAP (default 127.0.0.1:9092). Prints figures, never asserts.
+
+    .venv/bin/python bench/streams.py [--days 10] [--packets-per-day 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from confluent_kafka import Consumer
+
+from darkscope.settings import KafkaSettings, SensorSettings, TopicNames
+from darkscope.topics import admin_client, ensure_topics, read_range, watermarks
+from producers.run import publish_simulation
+from schemas.codec import Codec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def bare_loop(bootstrap: str, topic: str, expected: int) -> float:
+    """Packets/s of consume + decode with confluent-kafka."""
+    codec = Codec()
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 64 * 2**20,
+            "max.partition.fetch.bytes": 16 * 2**20,
+        }
+    )
+    consumer.subscribe([topic])
+    n, t0 = 0, 0.0
+    try:
+        while n < expected:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            if not t0:
+                t0 = time.perf_counter()
+            n += len(codec.decode_packets(msg.value() or b""))
+    finally:
+        consumer.close()
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--days", type=int, default=10)
+    ap.add_argument("--packets-per-day", type=int, default=100_000)
+    args = ap.parse_args()
+    bootstrap = os.environ.get("DARKSCOPE_BOOTSTRAP", "127.0.0.1:9092")
+    tag = uuid.uuid4().hex[:8]
+    topics = TopicNames(**{f: f"bench.streams.{tag}.{f}" for f in TopicNames.model_fields})
+    kafka = KafkaSettings(bootstrap=bootstrap, partitions=4)
+    ensure_topics(kafka, topics.all())
+    app_id = f"bench-{tag}"
+    try:
+        report, _ = publish_simulation(
+            SensorSettings(sensor_id="bench", prefixes=["198.51.100.0/24"]),
+            kafka,
+            topics,
+            quarter="2022Q2",
+            packets_per_day=args.packets_per_day,
+            days=args.days,
+            flat=False,
+            seed=1,
+            truth_path=None,
+        )
+        total = report.packets_sent
+        bare = bare_loop(bootstrap, topics.packets, total)
+        env = {
+            **os.environ,
+            "DARKSCOPE_BOOTSTRAP": bootstrap,
+            "DARKSCOPE_PARTITIONS": "4",
+            "DARKSCOPE_WORKER_APP_ID": app_id,
+            "DARKSCOPE_WORKER_IDLE_AFTER": "3",
+        }
+        env.update({f"DARKSCOPE_TOPIC_{f.upper()}": getattr(topics, f) for f in TopicNames.model_fields})
+        with tempfile.TemporaryDirectory() as tmp:
+            env["DARKSCOPE_WORKER_DATA_DIR"] = tmp
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "darkscope", "worker", "--loglevel", "warning"],
+                env=env,
+                cwd=REPO,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                codec = Codec()
+                done, stamps = 0, []
+                deadline = time.monotonic() + 900
+                while done < total and time.monotonic() < deadline:
+                    time.sleep(2)
+                    marks = watermarks(bootstrap, topics.enriched)
+                    done, stamps = 0, []
+                    for msg in read_range(
+                        bootstrap,
+                        topics.enriched,
+                        {p: lo for p, (lo, _) in marks.items()},
+                        {p: hi for p, (_, hi) in marks.items()},
+                    ):
+                        done += int(codec.decode(msg.value() or b"").record["packets"]["count"])
+                        stamps.append(msg.timestamp()[1])
+            finally:
+                worker.terminate()
+                worker.wait(60)
+        span = (max(stamps) - min(stamps)) / 1000 if len(stamps) > 1 else float("nan")
+        rate = done / span
+        print(f"{total} packets in {len(stamps)} batches, 4 partitions, one worker process")
+        print(f"bare consume + decode loop   {bare / 1e6:6.2f} M packets/s")
+        print(
+            f"worker enrich + counts       {rate / 1e6:6.2f} M packets/s   {rate / bare:.2f}x the bare loop"
+            f" ({done} packets enriched in {span:.1f} s)"
+        )
+    finally:
+        admin = admin_client(bootstrap)
+        names = [*topics.all(), f"{app_id}-window_counts-changelog"]
+        for fut in admin.delete_topics(names).values():
+            with contextlib.suppress(Exception):  # a topic the run never created
+                fut.result()
+
+
+if __name__ == "__main__":
+    main()

@@ -102,7 +102,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             env["DARKSCOPE_WORKER_DATA_DIR"] = tmp
             worker = subprocess.Popen(
-                [sys.executable, "-m", "darkscope", "worker", "--loglevel", "warning"],
+                [sys.executable, "-m", "darkscope", "worker", "--loglevel", "warn"],
                 env=env,
                 cwd=REPO,
                 stdout=subprocess.DEVNULL,
@@ -114,6 +114,8 @@ def main() -> None:
                 deadline = time.monotonic() + 900
                 while done < total and time.monotonic() < deadline:
                     time.sleep(2)
+                    if worker.poll() is not None:
+                        raise SystemExit(f"the worker exited with {worker.returncode}")
                     marks = watermarks(bootstrap, topics.enriched)
                     done, stamps = 0, []
                     for msg in read_range(

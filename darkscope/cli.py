@@ -292,7 +292,13 @@ def simulate(
 
 
 @main.command()
-@click.option("--loglevel", default="info", show_default=True, help="Faust log level.")
+@click.option(
+    "--loglevel",
+    type=click.Choice(["crit", "error", "warn", "info", "debug"]),
+    default="info",
+    show_default=True,
+    help="Faust log level.",
+)
 def worker(loglevel: str) -> None:
     """Run a stream worker: enrichment, windowed counts, alerts (Faust app)."""
     from streams.worker import run_worker

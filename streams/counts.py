@@ -15,7 +15,6 @@ windows when the event-time watermark passes their end:
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ __all__ = [
     "WatermarkTracker",
     "aggregate",
     "hll_estimate",
+    "hll_positions",
     "hll_update",
 ]
 
@@ -109,16 +109,21 @@ def _mix64(x: U64) -> U64:
         return z ^ (z >> np.uint64(31))
 
 
-def hll_update(registers: npt.NDArray[np.uint8], addrs: U64) -> None:
-    """Add addresses to a HyperLogLog register array of 2^HLL_P bytes (in place)."""
-    if not len(addrs):
-        return
+def hll_positions(addrs: U64) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
+    """Register index and rank of each address in a HyperLogLog of 2^HLL_P registers."""
     h = _mix64(addrs.astype(np.uint64))
     idx = (h >> np.uint64(64 - HLL_P)).astype(np.int64)
     rest = (h << np.uint64(HLL_P)) | np.uint64(1 << (HLL_P - 1))  # guard bit bounds the rank
     # rank = leading zeros of `rest` + 1; float64 log2 is exact enough for the top bit.
     bitlen = np.floor(np.log2(rest.astype(np.float64))).astype(np.int64) + 1
-    rank = (65 - bitlen).astype(np.uint8)
+    return idx, (65 - bitlen).astype(np.uint8)
+
+
+def hll_update(registers: npt.NDArray[np.uint8], addrs: U64) -> None:
+    """Add addresses to a HyperLogLog register array of 2^HLL_P bytes (in place)."""
+    if not len(addrs):
+        return
+    idx, rank = hll_positions(addrs)
     np.maximum.at(registers, idx, rank)
 
 
@@ -162,7 +167,29 @@ class _Minute:
 @dataclass
 class _Hour:
     packets: dict[int, int] = field(default_factory=dict)
-    hll: dict[int, npt.NDArray[np.uint8]] = field(default_factory=dict)
+    rows: dict[int, int] = field(default_factory=dict)  # value id -> row of ``regs``
+    regs: npt.NDArray[np.uint8] = field(default_factory=lambda: np.zeros((0, 1 << HLL_P), np.uint8))
+
+    def add_sources(self, values: U32, addrs: U64) -> None:
+        """Fold (value, address) pairs into the per-value HyperLogLogs, in one NumPy pass."""
+        for vid in np.unique(values).tolist():
+            if vid not in self.rows:
+                self.rows[vid] = len(self.rows)
+        if len(self.rows) > len(self.regs):  # grow by doubling: few reallocations per hour
+            grown = np.zeros((max(2 * len(self.regs), len(self.rows), 8), 1 << HLL_P), np.uint8)
+            grown[: len(self.regs)] = self.regs
+            self.regs = grown
+        lookup = np.zeros(int(values.max()) + 1, dtype=np.int64)
+        for vid, row in self.rows.items():
+            if vid < len(lookup):
+                lookup[vid] = row
+        idx, rank = hll_positions(addrs)
+        np.maximum.at(self.regs, (lookup[values], idx), rank)
+
+    def sources(self, vid: int) -> int:
+        """Estimated distinct addresses of one value."""
+        row = self.rows.get(vid)
+        return 0 if row is None else hll_estimate(self.regs[row])
 
 
 class KindWindows:
@@ -291,10 +318,7 @@ class KindWindows:
         for vid, n in m.packets.items():
             hour.packets[vid] = hour.packets.get(vid, 0) + n
         if len(v):
-            bounds = np.flatnonzero(np.r_[True, v[1:] != v[:-1], True])
-            for lo, hi in itertools.pairwise(bounds.tolist()):
-                regs = hour.hll.setdefault(int(v[lo]), np.zeros(1 << HLL_P, dtype=np.uint8))
-                hll_update(regs, a[lo:hi])
+            hour.add_sources(v, a)
         counts = {
             self.values[vid]: (n, int(uniq[vid]) if vid < len(uniq) else 0) for vid, n in m.packets.items()
         }
@@ -304,11 +328,7 @@ class KindWindows:
 
     def _close_hour(self, start: int) -> ClosedWindow:
         h = self._hours.pop(start)
-        counts = {
-            self.values[vid]: (n, hll_estimate(h.hll[vid]) if vid in h.hll else 0)
-            for vid, n in h.packets.items()
-            if n
-        }
+        counts = {self.values[vid]: (n, h.sources(vid)) for vid, n in h.packets.items() if n}
         self._done_hours[start] = h
         return ClosedWindow(self.kind, "1h", start, counts, self._next_revision("1h", start))
 

@@ -11,6 +11,7 @@ import os
 import struct
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -298,3 +299,19 @@ def frames_of(
         ts=t0 + np.arange(n, dtype=i64) * 1000,
         rec_off=np.array(offs, dtype=i64),
     )
+
+
+def feed(reader: Any, start: int, data: bytes, chunk: int | None = None) -> list[Any]:
+    """Feed a whole file to an incremental reader, ``chunk`` bytes at a time (all at once by default)."""
+    results, buf, base, pos = [], b"", start, start
+    step = chunk or len(data)
+    while True:
+        piece = data[pos : pos + step]
+        pos += len(piece)
+        final = pos >= len(data)
+        buf += piece
+        res = reader.parse(buf, base, final)
+        results.append(res)
+        buf, base = buf[res.consumed :], base + res.consumed
+        if final or res.stopped:
+            return results

@@ -7,7 +7,7 @@ import pytest
 from darkscope.errors import CaptureError, TruncatedRecord
 from producers.frames import ParseResult, Reason
 from producers.pcap import PcapReader, is_pcap, parse_header
-from tests.producers.pktbuild import ether, ipv4, pcap_file, pcap_header, pcap_record, tcp, udp
+from tests.producers.pktbuild import ether, feed, ipv4, pcap_file, pcap_header, pcap_record, tcp, udp
 
 T0 = 1_650_000_000_123_456_789
 FRAMES = [ether(ipv4(tcp(1000 + i, 23))) for i in range(5)]
@@ -16,18 +16,7 @@ FRAMES = [ether(ipv4(tcp(1000 + i, 23))) for i in range(5)]
 def read_all(data: bytes, chunk: int | None = None, **kwargs: int) -> tuple[list[ParseResult], PcapReader]:
     """Feed a whole file to a reader, ``chunk`` bytes at a time (all at once by default)."""
     reader, start = PcapReader.from_start(data, **kwargs)
-    results, buf, base, pos = [], b"", start, start
-    step = chunk or len(data)
-    while True:
-        piece = data[pos : pos + step]
-        pos += len(piece)
-        final = pos >= len(data)
-        buf += piece
-        res = reader.parse(buf, base, final)
-        results.append(res)
-        buf, base = buf[res.consumed :], base + res.consumed
-        if final or res.stopped:
-            return results, reader
+    return feed(reader, start, data, chunk), reader
 
 
 def offsets(results: list[ParseResult]) -> list[int]:

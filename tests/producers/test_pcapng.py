@@ -9,7 +9,7 @@ import pytest
 from darkscope.errors import CaptureError, TruncatedRecord
 from producers.frames import ParseResult
 from producers.pcapng import PcapngReader, is_pcapng
-from tests.producers.pktbuild import block, epb, ether, idb, ipv4, opb, shb, spb, tcp, udp
+from tests.producers.pktbuild import block, epb, ether, feed, idb, ipv4, opb, shb, spb, tcp, udp
 
 T_US = 1_650_000_000_123_456  # microseconds
 FRAMES = [ether(ipv4(tcp(1000 + i, 23))) for i in range(4)]
@@ -18,18 +18,7 @@ FRAMES = [ether(ipv4(tcp(1000 + i, 23))) for i in range(4)]
 def read_all(data: bytes, chunk: int | None = None) -> tuple[list[ParseResult], PcapngReader]:
     """Feed a whole file to a reader, ``chunk`` bytes at a time (all at once by default)."""
     reader, start = PcapngReader.from_start(data)
-    results, buf, base, pos = [], b"", start, start
-    step = chunk or len(data)
-    while True:
-        piece = data[pos : pos + step]
-        pos += len(piece)
-        final = pos >= len(data)
-        buf += piece
-        res = reader.parse(buf, base, final)
-        results.append(res)
-        buf, base = buf[res.consumed :], base + res.consumed
-        if final or res.stopped:
-            return results, reader
+    return feed(reader, start, data, chunk), reader
 
 
 def column(results: list[ParseResult], name: str) -> list[int]:

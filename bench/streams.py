@@ -9,9 +9,14 @@ then:
   its rate is packets / (timestamp of the last enriched message - that of the first), so
   the worker's start-up is not counted.
 
+The default density, 1.3 M packets a day on a /24 (about 5,000 per address per day), is
+of the order large telescopes report per darknet address; a sparser replay (e.g.
+--packets-per-day 100000 --days 20) puts more minute windows into every batch, and the
+count agent's per-window work (one table write per closed window) weighs more.
+
 Needs a broker: DARKSCOPE_BOOTSTRAP (default 127.0.0.1:9092). Prints figures, never asserts.
 
-    .venv/bin/python bench/streams.py [--days 10] [--packets-per-day 100000]
+    .venv/bin/python bench/streams.py [--days 2] [--packets-per-day 1300000] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -68,8 +73,9 @@ def bare_loop(bootstrap: str, topic: str, expected: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--days", type=int, default=10)
-    ap.add_argument("--packets-per-day", type=int, default=100_000)
+    ap.add_argument("--days", type=int, default=2)
+    ap.add_argument("--packets-per-day", type=int, default=1_300_000)
+    ap.add_argument("--profile", metavar="FILE", help="record the worker with py-spy into FILE (speedscope)")
     args = ap.parse_args()
     bootstrap = os.environ.get("DARKSCOPE_BOOTSTRAP", "127.0.0.1:9092")
     tag = uuid.uuid4().hex[:8]
@@ -108,6 +114,25 @@ def main() -> None:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+            spy = None
+            if args.profile:
+                spy = subprocess.Popen(
+                    [
+                        "py-spy",
+                        "record",
+                        "-p",
+                        str(worker.pid),
+                        "-f",
+                        "speedscope",
+                        "-o",
+                        args.profile,
+                        "-r",
+                        "50",
+                        "--idle",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
             try:
                 codec = Codec()
                 done, stamps = 0, []
@@ -127,6 +152,9 @@ def main() -> None:
                         done += int(codec.decode(msg.value() or b"").record["packets"]["count"])
                         stamps.append(msg.timestamp()[1])
             finally:
+                if spy is not None:
+                    spy.send_signal(2)
+                    spy.wait(60)
                 worker.terminate()
                 worker.wait(60)
         span = (max(stamps) - min(stamps)) / 1000 if len(stamps) > 1 else float("nan")

@@ -268,7 +268,7 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
                         tracker.state(),
                     )
             watermark = tracker.current_s()
-            if wm == IDLE:
+            if wm == IDLE and logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "count %s: watermark %s, %s, open minutes %d",
                     partial.kind,

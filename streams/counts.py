@@ -15,7 +15,7 @@ windows when the event-time watermark passes their end:
 
 from __future__ import annotations
 
-import math
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +33,7 @@ __all__ = [
     "WatermarkTracker",
     "aggregate",
     "hll_estimate",
+    "hll_estimates",
     "hll_positions",
     "hll_update",
 ]
@@ -67,33 +68,45 @@ class Partial:
 
 
 def aggregate(
-    kind: str, ts_ns: npt.NDArray[np.int64], codes: npt.NDArray[np.int64], values: Sequence[str], addrs: U64
+    kind: str,
+    ts_ns: npt.NDArray[np.int64],
+    codes: npt.NDArray[np.int64],
+    values: Sequence[str],
+    addrs: U64,
+    addr_index: tuple[U64, npt.NDArray[np.intp]] | None = None,
 ) -> Partial:
-    """Combine rows (timestamp, value code, address) into per-minute packets and triples."""
+    """Combine rows (timestamp, value code, address) into per-minute packets and triples.
+
+    ``addr_index`` is ``np.unique(addrs, return_inverse=True)`` when the caller has it
+    already (one batch's sources serve every kind); then one sort of a composite key does it.
+    """
     minutes = (ts_ns // MINUTE_NS).astype(np.int64)
     if not len(minutes):
         empty_i, empty_u = np.zeros(0, np.int64), np.zeros(0, np.uint32)
         return Partial(
             kind, list(values), empty_i, empty_u, empty_u, empty_i, empty_u, np.zeros(0, np.uint64)
         )
+    uaddr, aidx = addr_index if addr_index is not None else np.unique(addrs, return_inverse=True)
     m0 = int(minutes.min())
     nv = max(len(values), 1)
-    key = (minutes - m0) * nv + codes
-    ukey, counts = np.unique(key, return_counts=True)
-    order = np.lexsort((addrs, key))
-    k_sorted, a_sorted = key[order], addrs[order]
-    first = np.ones(len(k_sorted), dtype=bool)
-    first[1:] = (k_sorted[1:] != k_sorted[:-1]) | (a_sorted[1:] != a_sorted[:-1])
-    pk, pa = k_sorted[first], a_sorted[first]
+    na = max(len(uaddr), 1)
+    group = (minutes - m0) * nv + codes  # (minute, value)
+    triples, per_triple = np.unique(group * na + aidx, return_counts=True)
+    tgroup = triples // na
+    first = np.ones(len(tgroup), dtype=bool)
+    first[1:] = tgroup[1:] != tgroup[:-1]
+    starts = np.flatnonzero(first)
+    ukey = tgroup[starts]
+    counts = np.add.reduceat(per_triple, starts)
     return Partial(
         kind,
         list(values),
         ((ukey // nv + m0) * 60).astype(np.int64),
         (ukey % nv).astype(np.uint32),
         counts.astype(np.uint32),
-        ((pk // nv + m0) * 60).astype(np.int64),
-        (pk % nv).astype(np.uint32),
-        pa.astype(np.uint64),
+        ((tgroup // nv + m0) * 60).astype(np.int64),
+        (tgroup % nv).astype(np.uint32),
+        uaddr[triples % na].astype(np.uint64),
     )
 
 
@@ -129,13 +142,30 @@ def hll_update(registers: npt.NDArray[np.uint8], addrs: U64) -> None:
 
 def hll_estimate(registers: npt.NDArray[np.uint8]) -> int:
     """Cardinality estimate (Flajolet et al. 2007, with the small-range correction)."""
-    m = len(registers)
+    return int(hll_estimates(registers.reshape(1, -1))[0])
+
+
+def hll_estimates(registers: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
+    """:func:`hll_estimate` of every row of a 2-D register array."""
+    if not len(registers):
+        return np.zeros(0, np.int64)
+    m = registers.shape[1]
+    zeros = np.count_nonzero(registers == 0, axis=1)
+    return _estimate(m, zeros, _INV_POW2[registers].sum(axis=1))
+
+
+def _estimate(m: int, zeros: npt.NDArray[Any], total: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+    """HyperLogLog estimates from each sketch's zero registers and sum of 2^-rank."""
     alpha = 0.7213 / (1 + 1.079 / m)
-    raw = alpha * m * m / float(np.sum(np.ldexp(1.0, -registers.astype(np.int64))))
-    zeros = int(np.count_nonzero(registers == 0))
-    if raw <= 2.5 * m and zeros:
-        return round(m * math.log(m / zeros))
-    return round(raw)
+    raw = alpha * m * m / np.maximum(total, 1e-300)
+    with np.errstate(divide="ignore"):
+        linear = m * np.log(m / np.maximum(zeros, 1))
+    small = (raw <= 2.5 * m) & (zeros > 0)
+    out: npt.NDArray[np.int64] = np.rint(np.where(small, linear, raw)).astype(np.int64)
+    return out
+
+
+_INV_POW2 = np.ldexp(1.0, -np.arange(256, dtype=np.int64))
 
 
 # -- windows ----------------------------------------------------------------------------------
@@ -158,42 +188,124 @@ class ClosedWindow:
 
 
 @dataclass
-class _Minute:
-    packets: dict[int, int] = field(default_factory=dict)
-    pair_values: list[U32] = field(default_factory=list)
-    pair_addrs: list[U64] = field(default_factory=list)
+class _Rows:
+    """Column chunks of (minute start, value id, packets) and (minute start, value id, address)."""
+
+    minute: I64
+    vid: U32
+    packets: I64
+    pair_minute: I64
+    pair_vid: U32
+    pair_addr: U64
+
+    @staticmethod
+    def empty() -> _Rows:
+        i, u = np.zeros(0, np.int64), np.zeros(0, np.uint32)
+        return _Rows(i, u, i, i, u, np.zeros(0, np.uint64))
+
+    @staticmethod
+    def concat(chunks: Sequence[_Rows]) -> _Rows:
+        if len(chunks) == 1:
+            return chunks[0]
+        if not chunks:
+            return _Rows.empty()
+        return _Rows(*(np.concatenate([getattr(c, f) for c in chunks]) for f in _ROW_FIELDS))
+
+    def select(self, rows: npt.NDArray[np.bool_], pairs: npt.NDArray[np.bool_]) -> _Rows:
+        return _Rows(
+            self.minute[rows],
+            self.vid[rows],
+            self.packets[rows],
+            self.pair_minute[pairs],
+            self.pair_vid[pairs],
+            self.pair_addr[pairs],
+        )
+
+
+_ROW_FIELDS = ("minute", "vid", "packets", "pair_minute", "pair_vid", "pair_addr")
 
 
 @dataclass
 class _Hour:
-    packets: dict[int, int] = field(default_factory=dict)
-    rows: dict[int, int] = field(default_factory=dict)  # value id -> row of ``regs``
-    regs: npt.NDArray[np.uint8] = field(default_factory=lambda: np.zeros((0, 1 << HLL_P), np.uint8))
+    """Packets per value, and one HyperLogLog per value kept sparse: (value, register) -> rank.
+
+    The registers that are set are held as sorted keys ``value << HLL_P | register`` with
+    their ranks, compacted (max rank per key) as chunks accumulate; an hour's value usually
+    saw few sources, so this is far smaller and faster than 4 KiB of registers per value,
+    and never larger than the dense form.
+    """
+
+    packets: I64 = field(default_factory=lambda: np.zeros(0, np.int64))  # by value id
+    keys: list[I64] = field(default_factory=list)
+    ranks: list[npt.NDArray[np.uint8]] = field(default_factory=list)
+    pending: int = 0
+
+    def add_packets(self, vids: U32, packets: I64, nvalues: int) -> None:
+        """Add (or, with negative counts, take back) packets per value."""
+        if len(self.packets) < nvalues:
+            self.packets = np.concatenate([self.packets, np.zeros(nvalues - len(self.packets), np.int64)])
+        np.add.at(self.packets, vids, packets)
 
     def add_sources(self, values: U32, addrs: U64) -> None:
-        """Fold (value, address) pairs into the per-value HyperLogLogs, in one NumPy pass."""
-        for vid in np.unique(values).tolist():
-            if vid not in self.rows:
-                self.rows[vid] = len(self.rows)
-        if len(self.rows) > len(self.regs):  # grow by doubling: few reallocations per hour
-            grown = np.zeros((max(2 * len(self.regs), len(self.rows), 8), 1 << HLL_P), np.uint8)
-            grown[: len(self.regs)] = self.regs
-            self.regs = grown
-        lookup = np.zeros(int(values.max()) + 1, dtype=np.int64)
-        for vid, row in self.rows.items():
-            if vid < len(lookup):
-                lookup[vid] = row
+        """Fold (value, address) pairs into the per-value HyperLogLogs."""
+        if not len(values):
+            return
         idx, rank = hll_positions(addrs)
-        np.maximum.at(self.regs, (lookup[values], idx), rank)
+        self.keys.append((values.astype(np.int64) << HLL_P) | idx)
+        self.ranks.append(rank)
+        self.pending += len(idx)
+        if self.pending > 1 << 20:
+            self._compact()
 
-    def sources(self, vid: int) -> int:
-        """Estimated distinct addresses of one value."""
-        row = self.rows.get(vid)
-        return 0 if row is None else hll_estimate(self.regs[row])
+    def _compact(self) -> tuple[I64, npt.NDArray[np.uint8]]:
+        keys = np.concatenate(self.keys) if self.keys else np.zeros(0, np.int64)
+        ranks = np.concatenate(self.ranks) if self.ranks else np.zeros(0, np.uint8)
+        if self.pending:
+            both = np.sort((keys << 7) | ranks)  # ranks < 128: the highest of a key sorts last
+            keys = both >> 7
+            last = np.ones(len(keys), dtype=bool)
+            last[:-1] = keys[1:] != keys[:-1]
+            keys, ranks = keys[last], (both[last] & 127).astype(np.uint8)
+            self.keys, self.ranks = [keys], [ranks]
+        self.pending = 0
+        return keys, ranks
+
+    def counts(self, values: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """value -> (packets, estimated distinct addresses), for values with packets."""
+        keys, ranks = self._compact()
+        vids = np.flatnonzero(self.packets > 0)
+        n = len(self.packets)
+        owner = keys >> HLL_P
+        m = 1 << HLL_P
+        nonzero = np.bincount(owner, minlength=n)[:n]
+        zeros = m - nonzero
+        weights = np.bincount(owner, weights=_INV_POW2[ranks], minlength=n)[:n].astype(np.float64)
+        total = zeros + weights
+        est = _estimate(m, zeros, total)[vids]
+        return {
+            values[v]: (c, e)
+            for v, c, e in zip(vids.tolist(), self.packets[vids].tolist(), est.tolist(), strict=True)
+        }
+
+
+def _first_of_runs(*sorted_keys: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """Mask of the first row of every run of equal keys (keys already sorted together)."""
+    n = len(sorted_keys[0])
+    first = np.ones(n, dtype=bool)
+    if n > 1:
+        differs = np.zeros(n - 1, dtype=bool)
+        for k in sorted_keys:
+            differs |= k[1:] != k[:-1]
+        first[1:] = differs
+    return first
 
 
 class KindWindows:
     """Open 1-minute and 1-hour windows of one dimension kind, closed by a watermark.
+
+    Partials are appended as column chunks and reduced in bulk when the watermark closes
+    minutes, so the cost per partial does not grow with the number of minutes it spans
+    (a replayed quarter puts hours into one batch).
 
     Closed windows are kept for ``retention_s`` seconds of event time: rows that arrive after
     their window closed (a source partition that was idle, a slow worker) reopen it, and it
@@ -206,18 +318,22 @@ class KindWindows:
         """Empty windows for ``kind``."""
         self.kind = kind
         self.retention_s = retention_s
-        self._done_minutes: dict[int, _Minute] = {}
+        self.values: list[str] = []
+        self._ids: dict[str, int] = {}
+        self._open: list[_Rows] = []  # rows of open minutes, not yet reduced
+        self._open_minutes: set[int] = set()
+        # Closed minutes, reduced (packets per minute and value; distinct pairs), kept for
+        # reopening; chunks are forgotten whole once their newest minute leaves the retention.
+        self._done: list[tuple[int, _Rows]] = []
+        self._hours: dict[int, _Hour] = {}
         self._done_hours: dict[int, _Hour] = {}
         self._revision: dict[tuple[str, int], int] = {}
         self.reopened = 0
-        self.values: list[str] = []
-        self._ids: dict[str, int] = {}
-        self._minutes: dict[int, _Minute] = {}
-        self._hours: dict[int, _Hour] = {}
         self.closed_before = -(2**62)  # every minute starting before this is closed
         self.late_packets = 0
         self.packets_added = 0
         self.max_minute = -(2**62)  # start of the latest minute that received rows
+        self._horizon = -(2**62)  # closed minutes before this are forgotten
 
     def _global_ids(self, values: Sequence[str]) -> U32:
         ids = np.empty(len(values), dtype=np.uint32)
@@ -234,103 +350,141 @@ class KindWindows:
         if not len(p.minute):
             return
         gids = self._global_ids(p.values)
-        vid = gids[p.value_idx]
+        rows = _Rows(
+            p.minute,
+            gids[p.value_idx],
+            p.packets.astype(np.int64),
+            p.pair_minute,
+            gids[p.pair_value_idx],
+            p.pair_addr,
+        )
         late = p.minute < self.closed_before
         if late.any():
             for minute in np.unique(p.minute[late]).tolist():
-                if not self._reopen(int(minute)):
-                    continue
-                late[p.minute == minute] = False
-            self.late_packets += int(p.packets[late].sum())
-        for minute in np.unique(p.minute[~late]):
-            m = self._minutes.setdefault(int(minute), _Minute())
-            sel = p.minute == minute
-            for v, n in zip(vid[sel].tolist(), p.packets[sel].tolist(), strict=True):
-                m.packets[v] = m.packets.get(v, 0) + n
-            psel = p.pair_minute == minute
-            m.pair_values.append(gids[p.pair_value_idx[psel]])
-            m.pair_addrs.append(p.pair_addr[psel])
-        self.packets_added += int(p.packets[~late].sum())
-        if (~late).any():
-            self.max_minute = max(self.max_minute, int(p.minute[~late].max()))
+                if self._reopen(int(minute)):
+                    late[p.minute == minute] = False
+            self.late_packets += int(rows.packets[late].sum())
+            if late.any():
+                rows = rows.select(~late, ~np.isin(p.pair_minute, p.minute[late]))
+        if not len(rows.minute):
+            return
+        self._open.append(rows)
+        self._open_minutes.update(np.unique(rows.minute).tolist())
+        self.packets_added += int(rows.packets.sum())
+        self.max_minute = max(self.max_minute, int(rows.minute.max()))
 
     def _reopen(self, minute: int) -> bool:
         """Bring a closed minute (and its hour) back to accept late rows; False if forgotten."""
-        if minute in self._minutes:
+        if minute in self._open_minutes:
             return True
-        m = self._done_minutes.pop(minute, None)
-        if m is None:
-            if minute < self.max_minute + 60 - self.retention_s:
-                return False
-            m = _Minute()  # a minute that had no rows when the watermark passed it
+        if minute < self._horizon:
+            return False
+        found: list[_Rows] = []
+        for i, (newest, chunk) in enumerate(self._done):
+            rows, pairs = chunk.minute == minute, chunk.pair_minute == minute
+            if rows.any():
+                found.append(chunk.select(rows, pairs))
+                self._done[i] = (newest, chunk.select(~rows, ~pairs))
         hour_start = minute - minute % 3600
         hour = self._hours.get(hour_start) or self._done_hours.pop(hour_start, None) or _Hour()
         self._hours[hour_start] = hour
         # The minute is closed again later and adds its packets to the hour anew; the HLL
         # registers need no correction (adding the same addresses again changes nothing).
-        for vid, n in m.packets.items():
-            hour.packets[vid] -= n
-        self._minutes[minute] = m
+        for rows in found:
+            hour.add_packets(rows.vid, -rows.packets, len(self.values))
+            self._open.append(rows)
+        self._open_minutes.add(minute)
         self.reopened += 1
         return True
 
     def open_minutes(self) -> list[int]:
         """Start times of the minutes still open."""
-        return sorted(self._minutes)
+        return sorted(self._open_minutes)
 
     def close_until(self, watermark_s: int) -> list[ClosedWindow]:
         """Close every window that ends at or before ``watermark_s``; return them in order."""
         closed: list[ClosedWindow] = []
-        boundary = watermark_s - watermark_s % 60
-        for start in sorted(s for s in self._minutes if s + 60 <= watermark_s):
-            closed.append(self._close_minute(start))
+        if self._open_minutes and min(self._open_minutes) + 60 <= watermark_s:
+            closed += self._close_minutes(watermark_s)
         # A flush (watermark at "infinity") closes what exists without making all future
         # data late: later rows are late only if they fall in a minute that was closed.
+        boundary = watermark_s - watermark_s % 60
         self.closed_before = max(self.closed_before, min(boundary, self.max_minute + 60))
         for hour in sorted(h for h in self._hours if h + 3600 <= watermark_s):
             closed.append(self._close_hour(hour))
-        horizon = min(watermark_s, self.max_minute + 60) - self.retention_s
-        for start in [s for s in self._done_minutes if s < horizon]:
-            del self._done_minutes[start]
+        self._forget(min(watermark_s, self.max_minute + 60) - self.retention_s)
+        return closed
+
+    def _forget(self, horizon: int) -> None:
+        if horizon <= self._horizon:
+            return
+        self._horizon = horizon
+        self._done = [(newest, chunk) for newest, chunk in self._done if newest >= horizon]
         for start in [h for h in self._done_hours if h + 3600 <= horizon]:
             del self._done_hours[start]
-        return closed
+        if len(self._revision) > 2 * (self.retention_s // 60 + 120):
+            self._revision = {k: r for k, r in self._revision.items() if k[1] >= horizon - 3600}
 
     def _next_revision(self, size: str, start: int) -> int:
         rev = self._revision.get((size, start), -1) + 1
         self._revision[(size, start)] = rev
-        if len(self._revision) > 4 * (self.retention_s // 60 + 200):
-            oldest = min(s for _, s in self._revision)
-            self._revision = {k: r for k, r in self._revision.items() if k[1] > oldest}
         return rev
 
-    def _close_minute(self, start: int) -> ClosedWindow:
-        m = self._minutes.pop(start)
-        values = np.concatenate(m.pair_values) if m.pair_values else np.zeros(0, np.uint32)
-        addrs = np.concatenate(m.pair_addrs) if m.pair_addrs else np.zeros(0, np.uint64)
-        order = np.lexsort((addrs, values))
-        v, a = values[order], addrs[order]
-        first = np.ones(len(v), dtype=bool)
-        first[1:] = (v[1:] != v[:-1]) | (a[1:] != a[:-1])
-        v, a = v[first], a[first]
-        uniq = np.bincount(v, minlength=len(self.values)) if len(v) else np.zeros(0, np.int64)
-        hour = self._hours.setdefault(start - start % 3600, _Hour())
-        for vid, n in m.packets.items():
-            hour.packets[vid] = hour.packets.get(vid, 0) + n
-        if len(v):
-            hour.add_sources(v, a)
-        counts = {
-            self.values[vid]: (n, int(uniq[vid]) if vid < len(uniq) else 0) for vid, n in m.packets.items()
-        }
-        # Keep the deduplicated minute in case late rows reopen it.
-        self._done_minutes[start] = _Minute(m.packets, [v], [a])
-        return ClosedWindow(self.kind, "1m", start, counts, self._next_revision("1m", start))
+    def _close_minutes(self, watermark_s: int) -> list[ClosedWindow]:
+        """Reduce the rows of every minute ending by the watermark, in one NumPy pass."""
+        rows = _Rows.concat(self._open)
+        cut, pcut = rows.minute + 60 <= watermark_s, rows.pair_minute + 60 <= watermark_s
+        keep = rows.select(~cut, ~pcut)
+        self._open = [keep] if len(keep.minute) else []
+        rows = rows.select(cut, pcut)
+        # Composite keys (minute, value) and (minute, value, address), each sorted once.
+        nv = max(len(self.values), 1)
+        m0 = int(min(rows.minute.min(), rows.pair_minute.min())) if len(rows.minute) else 0
+        group = ((rows.minute - m0) // 60) * nv + rows.vid
+        order = np.argsort(group, kind="stable")
+        g, n = group[order], rows.packets[order]
+        starts = np.flatnonzero(_first_of_runs(g))
+        g, n = g[starts], np.add.reduceat(n, starts) if len(n) else n
+        m, v = (g // nv) * 60 + m0, (g % nv).astype(np.uint32)
+        addrs, aid = np.unique(rows.pair_addr, return_inverse=True)
+        na = max(len(addrs), 1)
+        triples = np.sort((((rows.pair_minute - m0) // 60) * nv + rows.pair_vid) * na + aid)
+        triples = triples[_first_of_runs(triples)]  # np.unique without inverse hashes: slower
+        pg = triples // na
+        pm, pv, pa = (pg // nv) * 60 + m0, (pg % nv).astype(np.uint32), addrs[triples % na]
+        kstarts = np.flatnonzero(_first_of_runs(pg))
+        kcounts = np.diff(np.append(kstarts, len(pg)))
+        uniq = np.zeros(len(g), np.int64)
+        if len(kstarts):
+            uniq[np.searchsorted(g, pg[kstarts])] = kcounts
+        reduced = _Rows(m, v, n, pm, pv, pa)
+        if len(m):
+            self._done.append((int(m[-1]), reduced))
+        # Fold into the hours.
+        hours_of = m - m % 3600
+        phours_of = pm - pm % 3600
+        for hour_start in np.unique(hours_of).tolist():
+            hour = self._hours.setdefault(hour_start, _Hour())
+            sel = hours_of == hour_start
+            hour.add_packets(v[sel], n[sel], len(self.values))
+            psel = phours_of == hour_start
+            hour.add_sources(pv[psel], pa[psel])
+        # One ClosedWindow per minute.
+        out = []
+        mins, vals, pk, un = m.tolist(), v.tolist(), n.tolist(), uniq.tolist()
+        bounds = [*np.flatnonzero(_first_of_runs(m)).tolist(), len(mins)]
+        names = self.values
+        for a, b in itertools.pairwise(bounds):
+            start = mins[a]
+            counts = {names[vals[i]]: (pk[i], un[i]) for i in range(a, b)}
+            self._open_minutes.discard(start)
+            out.append(ClosedWindow(self.kind, "1m", start, counts, self._next_revision("1m", start)))
+        return out
 
     def _close_hour(self, start: int) -> ClosedWindow:
         h = self._hours.pop(start)
-        counts = {self.values[vid]: (n, h.sources(vid)) for vid, n in h.packets.items() if n}
         self._done_hours[start] = h
-        return ClosedWindow(self.kind, "1h", start, counts, self._next_revision("1h", start))
+        return ClosedWindow(self.kind, "1h", start, h.counts(self.values), self._next_revision("1h", start))
 
     def flush(self) -> list[ClosedWindow]:
         """Close everything (end of input)."""

@@ -44,6 +44,8 @@ class Enriched:
     service_idx: npt.NDArray[np.uint16]
     fp_flags: npt.NDArray[np.uint16]
     fp_verdict: npt.NDArray[np.uint16]
+    # np.unique(source_keys(batch), return_inverse=True), shared by the steps that need it.
+    sources: tuple[npt.NDArray[np.uint64], npt.NDArray[np.intp]] | None = None
 
 
 def port_values(
@@ -117,18 +119,20 @@ class Enricher:
     ) -> Enriched:
         """Region, AS, service and fingerprint columns for every packet of the batch."""
         flags = packet_flags(batch)
-        verdict = self.verdicts.update(batch, flags)
+        sources = np.unique(source_keys(batch), return_inverse=True)
+        verdict = self.verdicts.update(batch, flags, sources)
         names, idx = self.services.lookup(batch["protocol"], batch["dport"])
         return Enriched(
             batch,
             source_topic,
             source_partition,
             source_offset,
-            self.geo.enrich(batch),
+            self.geo.enrich(batch, sources),
             names,
             idx,
             flags,
             verdict,
+            sources,
         )
 
     def record(self, e: Enriched) -> dict[str, Any]:
@@ -170,10 +174,11 @@ class Enricher:
         b = e.batch
         ts = b["ts"]
         src = source_keys(b)
+        sources = e.sources or np.unique(src, return_inverse=True)
         out = []
         codes, labels = port_values(b["protocol"], b["dport"])
-        out.append(aggregate("port", ts, codes, labels, src))
-        out.append(aggregate("region", ts, e.geo.region_idx.astype(np.int64), e.geo.regions, src))
+        out.append(aggregate("port", ts, codes, labels, src, sources))
+        out.append(aggregate("region", ts, e.geo.region_idx.astype(np.int64), e.geo.regions, src, sources))
         # A packet counts once for every fingerprint it matches.
         nreg = max(len(e.geo.regions), 1)
         fp_rows, fp_codes, fp_labels = [], [], []
@@ -191,9 +196,10 @@ class Enricher:
                 fp_inverse.astype(np.int64),
                 [fp_labels[c] for c in used.tolist()],
                 src[rows],
+                (sources[0], sources[1][rows]),
             )
         )
-        out.append(aggregate("sensor", ts, np.zeros(len(b), np.int64), [b.sensor_id], src))
+        out.append(aggregate("sensor", ts, np.zeros(len(b), np.int64), [b.sensor_id], src, sources))
         bs = np.flatnonzero((e.fp_flags & np.uint16(Fingerprint.BACKSCATTER)) != 0)
         vcodes, vlabels = _victims(b, bs)
         dst = b["dst"].astype(np.uint64)

@@ -13,7 +13,6 @@ separate columns of the enriched batch.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from enum import IntFlag
 from typing import Any
@@ -196,6 +195,9 @@ class SourceVerdicts:
     a source that matched once by chance (1 in 65,536) is never confirmed. 32-bit predicates
     (Mirai) and header-shape ones confirm on the first match. Only sources that matched at
     least once are tracked, at most ``capacity`` of them (least recently seen evicted).
+
+    The state is columnar (sorted source keys with parallel counters) and every batch is
+    merged into it with NumPy, at a cost independent of how many of its sources match.
     """
 
     CONFIRM_SEVERAL = Fingerprint.MASSCAN | Fingerprint.ZMAP
@@ -205,56 +207,102 @@ class SourceVerdicts:
         self.min_matches = min_matches
         self.min_ratio = min_ratio
         self.capacity = capacity
-        # source key -> [packets since first match, matches per bit..., confirmed bits]
-        self._state: OrderedDict[int, list[int]] = OrderedDict()
+        self._bits = [int(bit) for bit in FINGERPRINTS]
+        self._several = np.array([bool(bit & self.CONFIRM_SEVERAL) for bit in self._bits])
+        # Source key -> row of ``_state`` (a sorted index); per row: packets since the source's first match,
+        # matches per bit, confirmed bits, and the batch that last saw it (for eviction).
+        # Rows are appended (the array grows by doubling) and rebuilt only on eviction.
+        self._n = 0
+        self._index_keys = np.zeros(0, np.uint64)  # sorted source keys ...
+        self._index_rows = np.zeros(0, np.int64)  # ... and their rows
+        self._keys = np.zeros(1024, np.uint64)
+        self._state = np.zeros((1024, len(self._bits) + 3), np.int64)
+        self._batch = 0
+
+    @property
+    def _confirmed(self) -> npt.NDArray[np.int64]:
+        return self._state[: self._n, -2]
 
     def __len__(self) -> int:
-        return len(self._state)
+        return self._n
 
-    def update(self, b: PacketBatch, flags: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint16]:
-        """Fold a batch into the state; return each packet's source verdict bits."""
-        verdict = np.zeros(len(b), dtype=np.uint16)
+    def update(
+        self,
+        b: PacketBatch,
+        flags: npt.NDArray[np.uint16],
+        sources: tuple[npt.NDArray[np.uint64], npt.NDArray[np.intp]] | None = None,
+    ) -> npt.NDArray[np.uint16]:
+        """Fold a batch into the state; return each packet's source verdict bits.
+
+        ``sources`` is ``np.unique(source_keys(b), return_inverse=True)`` if known already.
+        """
         if not len(b):
-            return verdict
-        keys = source_keys(b)
-        uniq, inverse = np.unique(keys, return_inverse=True)
+            return np.zeros(0, dtype=np.uint16)
+        self._batch += 1
+        uniq, inverse = sources if sources is not None else np.unique(source_keys(b), return_inverse=True)
         matched_any = np.zeros(len(uniq), dtype=bool)
         matched_any[inverse[flags != 0]] = True
-        known = np.fromiter((int(k) in self._state for k in uniq), dtype=bool, count=len(uniq))
-        interesting = np.flatnonzero(matched_any | known)
-        if not len(interesting):
-            return verdict
-        totals = np.bincount(inverse, minlength=len(uniq))
-        bits = [Fingerprint(bit) for bit in FINGERPRINTS]
-        per_bit = {
-            bit: np.bincount(inverse[(flags & np.uint16(bit)) != 0], minlength=len(uniq)) for bit in bits
-        }
-        confirmed_of = np.zeros(len(uniq), dtype=np.uint16)
-        for u in interesting:
-            key = int(uniq[u])
-            st = self._state.pop(key, None) or [0, *([0] * len(bits)), 0]
-            st[0] += int(totals[u])
-            confirmed = st[-1]
-            for i, bit in enumerate(bits, start=1):
-                st[i] += int(per_bit[bit][u])
-                if not st[i]:
-                    continue
-                if bit & self.CONFIRM_SEVERAL:
-                    if st[i] >= self.min_matches and st[i] >= self.min_ratio * st[0]:
-                        confirmed |= int(bit)
-                else:
-                    confirmed |= int(bit)
-            st[-1] = confirmed
-            self._state[key] = st
-            confirmed_of[u] = confirmed
-        while len(self._state) > self.capacity:
-            self._state.popitem(last=False)
-        return confirmed_of[inverse]
+        pos = np.searchsorted(self._index_keys, uniq)
+        found = pos < len(self._index_keys)
+        found[found] = self._index_keys[pos[found]] == uniq[found]
+        row_of = np.full(len(uniq), -1, np.int64)
+        row_of[found] = self._index_rows[pos[found]]
+        new = np.flatnonzero(matched_any & ~found)
+        if len(new):
+            n = self._n
+            self._grow(n + len(new))
+            row_of[new] = np.arange(n, n + len(new))
+            self._index_keys = np.insert(self._index_keys, pos[new], uniq[new])
+            self._index_rows = np.insert(self._index_rows, pos[new], row_of[new])
+            self._keys[n : n + len(new)] = uniq[new]
+            self._state[n : n + len(new)] = 0
+            self._n += len(new)
+        tracked = np.flatnonzero(row_of >= 0)
+        verdict = np.zeros(len(uniq), dtype=np.uint16)
+        if not len(tracked):
+            return verdict[inverse]
+        rows = row_of[tracked]
+        st = self._state[rows]
+        st[:, 0] += np.bincount(inverse, minlength=len(uniq))[tracked]
+        for i, bit in enumerate(self._bits, start=1):
+            hits = inverse[(flags & np.uint16(bit)) != 0]
+            if len(hits):
+                st[:, i] += np.bincount(hits, minlength=len(uniq))[tracked]
+        m = st[:, 1 : 1 + len(self._bits)]
+        ok = m > 0
+        several = (m >= self.min_matches) & (m >= self.min_ratio * st[:, :1])
+        ok[:, self._several] = several[:, self._several]
+        st[:, -2] |= (ok * np.array(self._bits, np.int64)).sum(axis=1)
+        st[:, -1] = self._batch
+        self._state[rows] = st
+        verdict[tracked] = st[:, -2]
+        if self._n > self.capacity:
+            self._evict()
+        return verdict[inverse]
+
+    def _grow(self, rows: int) -> None:
+        if rows > len(self._keys):
+            size = max(rows, 2 * len(self._keys))
+            self._keys = np.resize(self._keys, size)
+            self._state = np.resize(self._state, (size, self._state.shape[1]))
+
+    def _evict(self) -> None:
+        """Forget the least recently seen sources beyond the capacity."""
+        n = self._n
+        excess = n - self.capacity
+        drop = np.argpartition(self._state[:n, -1], excess)[:excess]
+        keep = np.ones(n, dtype=bool)
+        keep[drop] = False
+        self._keys[: self.capacity] = self._keys[:n][keep]
+        self._state[: self.capacity] = self._state[:n][keep]
+        self._n = self.capacity
+        order = np.argsort(self._keys[: self._n])
+        self._index_keys, self._index_rows = self._keys[: self._n][order], order.astype(np.int64)
 
     def confirmed(self, bit: Fingerprint) -> set[int]:
         """Source keys confirmed for ``bit`` so far."""
-        return {k for k, st in self._state.items() if st[-1] & int(bit)}
+        return set(self._keys[: self._n][(self._confirmed & int(bit)) != 0].tolist())
 
     def snapshot(self) -> dict[str, Any]:
         """Counts for logs and health output."""
-        return {"tracked_sources": len(self._state)}
+        return {"tracked_sources": self._n}

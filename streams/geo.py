@@ -188,6 +188,12 @@ class GeoResolver:
         # (an LRU's reordering on every hit cost more than the few re-lookups FIFO causes).
         self._cache: dict[int | bytes, int] = {}
         self._cache_size = cache_size
+        # IPv4: the networks of the databases met so far, as sorted disjoint ranges
+        # [lo, hi] -> packed answer. A darknet's sources cluster in networks, so one lookup
+        # answers a whole network, and a batch's sources are matched with one searchsorted.
+        self._lo = np.zeros(0, np.uint32)
+        self._hi = np.zeros(0, np.uint32)
+        self._ans = np.zeros(0, np.int64)
         self._evict = max(1, cache_size // 16)
         self.hits = 0
         self.misses = 0
@@ -228,8 +234,8 @@ class GeoResolver:
 
     @property
     def cache_len(self) -> int:
-        """Addresses currently remembered."""
-        return len(self._cache)
+        """IPv4 networks and IPv6 addresses currently remembered."""
+        return len(self._cache) + len(self._lo)
 
     def _intern_region(self, code: str, name: str) -> int:
         key = (code, name)
@@ -271,6 +277,64 @@ class GeoResolver:
         as_id = self._intern_as(*_asn(_get(self._asn, addr) if self._asn is not None else rec))
         return as_id << 16 | region
 
+    def _resolve4(self, ip: int) -> tuple[int, int, int]:
+        """Ask the databases about one IPv4 address: (packed answer, network lo, network hi).
+
+        The network is the largest block around ``ip`` on which both databases give the same
+        answer: the more specific of the two networks that contain it.
+        """
+        addr = ipaddress.IPv4Address(ip)
+        rec, plen = self._city.get_with_prefix_len(addr)
+        if self._asn is not None:
+            as_rec, as_plen = self._asn.get_with_prefix_len(addr)
+            plen = max(plen, as_plen)
+        else:
+            as_rec = rec
+        region = self._intern_region(*_region(rec))
+        as_id = self._intern_as(*_asn(as_rec))
+        plen = min(max(int(plen), 0), 32)
+        mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
+        return as_id << 16 | region, ip & mask, (ip & mask) | (~mask & 0xFFFFFFFF)
+
+    def _answers4(self, addrs: npt.NDArray[np.uint32]) -> npt.NDArray[np.int64]:
+        """Packed answer per distinct IPv4 address (sorted), from the known networks or the databases."""
+        packed = np.full(len(addrs), -1, dtype=np.int64)
+        if len(self._lo):
+            at = np.searchsorted(self._lo, addrs, side="right") - 1
+            inside = at >= 0
+            inside[inside] = addrs[inside] <= self._hi[at[inside]]
+            packed[inside] = self._ans[at[inside]]
+        missing = np.flatnonzero(packed < 0)
+        self.hits += len(addrs) - len(missing)
+        if not len(missing):
+            return packed
+        new_lo: list[int] = []
+        new_hi: list[int] = []
+        new_ans: list[int] = []
+        hi = -1
+        for i, ip in zip(missing.tolist(), addrs[missing].tolist(), strict=True):
+            if ip > hi:  # sorted: an address past the last network found needs a lookup
+                self.misses += 1
+                answer, lo, hi = self._resolve4(ip)
+                new_lo.append(lo)
+                new_hi.append(hi)
+                new_ans.append(answer)
+            else:
+                self.hits += 1
+            packed[i] = answer
+        if self._cache_size:
+            if len(self._lo) + len(new_lo) > self._cache_size:
+                # Full: start again from this batch's networks (cheaper than tracking age).
+                self._lo, self._hi = np.zeros(0, np.uint32), np.zeros(0, np.uint32)
+                self._ans = np.zeros(0, np.int64)
+            keep = slice(0, self._cache_size)
+            starts = np.concatenate([self._lo, np.array(new_lo[keep], np.uint32)])
+            order = np.argsort(starts, kind="stable")
+            self._lo = starts[order]
+            self._hi = np.concatenate([self._hi, np.array(new_hi[keep], np.uint32)])[order]
+            self._ans = np.concatenate([self._ans, np.array(new_ans[keep], np.int64)])[order]
+        return packed
+
     def _answers(self, keys: list[int] | list[bytes]) -> npt.NDArray[np.int64]:
         """Packed answer per distinct address, from the cache or, for the rest, the databases."""
         cache = self._cache
@@ -291,8 +355,10 @@ class GeoResolver:
     def lookup(self, addr: str) -> GeoRecord:
         """Region and AS of one address given as text (cached like batch lookups)."""
         ip = ipaddress.ip_address(addr)
-        keys: list[int] | list[bytes] = [int(ip)] if ip.version == 4 else [ip.packed]
-        packed = int(self._answers(keys)[0])
+        if ip.version == 4:
+            packed = int(self._answers4(np.array([int(ip)], np.uint32))[0])
+        else:
+            packed = int(self._answers([ip.packed])[0])
         code, name = self._regions[packed & _REGION_MASK]
         as_id = packed >> 16
         return GeoRecord(code, name, int(self._as_number[as_id]), self._orgs[int(self._as_org[as_id])])
@@ -301,18 +367,27 @@ class GeoResolver:
         """ISO 3166-1 alpha-2 code of the region of one address ('ZZ' when unknown)."""
         return self.lookup(addr).region
 
-    def enrich(self, batch: PacketBatch) -> GeoColumns:
-        """Region and AS of every packet's source, each distinct address looked up once."""
+    def enrich(
+        self, batch: PacketBatch, sources: tuple[npt.NDArray[np.uint64], npt.NDArray[np.intp]] | None = None
+    ) -> GeoColumns:
+        """Region and AS of every packet's source, each distinct address looked up once.
+
+        ``sources``, ``np.unique`` of the batch's source keys with the inverse, saves a sort
+        when the batch is all IPv4 (its keys are then the addresses).
+        """
         n = len(batch)
         is6 = batch["ip_version"] == 6
         n6 = int(np.count_nonzero(is6))
         parts: list[npt.NDArray[np.int64]] = []
         pos = np.empty(n, dtype=np.intp)  # per packet: its source's row in `packed`
-        if n6 < n:
+        if n6 == 0 and sources is not None and n:
+            parts.append(self._answers4(sources[0].astype(np.uint32)))
+            pos[:] = sources[1]
+        elif n6 < n:
             rows4 = np.flatnonzero(~is6) if n6 else None
             src4 = batch["src"] if rows4 is None else batch["src"][rows4]
             uniq4, inv4 = np.unique(src4, return_inverse=True)
-            parts.append(self._answers(uniq4.tolist()))
+            parts.append(self._answers4(uniq4))
             if rows4 is None:
                 pos[:] = inv4
             else:

@@ -154,3 +154,31 @@ def test_flush_closes_everything_but_later_data_still_counts() -> None:
     windows.add(aggregate("sensor", later, np.zeros(1, np.int64), ["s"], np.zeros(1, np.uint64)))
     assert windows.late_packets == 0
     assert sum(p for w in windows.flush() for p, _ in w.counts.values() if w.size == "1m") == 1
+
+
+@given(
+    st.lists(st.lists(st.integers(0, 2**40), max_size=3000), min_size=1, max_size=4),
+    st.integers(1, 3),
+)
+@settings(max_examples=40, deadline=None)
+def test_sparse_hour_sketch_estimates_equal_the_dense_hyperloglog(
+    chunks: list[list[int]], nvalues: int
+) -> None:
+    """The hour's sparse (value, register) -> rank sketch gives the dense HLL's estimate."""
+    from streams.counts import _Hour
+
+    hour = _Hour()
+    dense = np.zeros((nvalues, 1 << HLL_P), np.uint8)
+    for i, chunk in enumerate(chunks):
+        addrs = np.array(chunk, dtype=np.uint64)
+        vids = (
+            (np.arange(len(addrs)) % nvalues).astype(np.uint32) if i % 2 else np.zeros(len(addrs), np.uint32)
+        )
+        hour.add_packets(vids, np.ones(len(addrs), np.int64), nvalues)
+        hour.add_sources(vids, addrs)
+        for v in range(nvalues):
+            hll_update(dense[v], addrs[vids == v])
+    counts = hour.counts([f"v{v}" for v in range(nvalues)])
+    for v in range(nvalues):
+        if f"v{v}" in counts:
+            assert counts[f"v{v}"][1] == hll_estimate(dense[v])

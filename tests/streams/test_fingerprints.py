@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas.batch import PacketBatch
 from streams.fingerprints import (
@@ -164,3 +166,36 @@ def test_mirai_source_confirmed_on_first_match() -> None:
     verdicts = SourceVerdicts()
     b = one(tcp_seq=DST)
     assert verdicts.update(b, packet_flags(b))[0] & Fingerprint.MIRAI
+
+
+def test_verdicts_forget_the_least_recently_seen_sources_beyond_capacity() -> None:
+    verdicts = SourceVerdicts(capacity=2)
+    for src in (0x0A000001, 0x0A000002, 0x0A000001, 0x0A000003):  # .2 is the least recent
+        b = one(src=src, tcp_seq=DST)
+        verdicts.update(b, packet_flags(b))
+    assert len(verdicts) == 2
+    assert verdicts.confirmed(Fingerprint.MIRAI) == {0x0A000001, 0x0A000003}
+    again = one(src=0x0A000003, tcp_seq=DST)
+    assert verdicts.update(again, packet_flags(again))[0] & Fingerprint.MIRAI
+
+
+@given(st.lists(st.tuples(st.integers(0, 7), st.booleans()), min_size=1, max_size=120))
+@settings(max_examples=80, deadline=None)
+def test_verdicts_equal_a_per_source_reference_over_batches(stream: list[tuple[int, bool]]) -> None:
+    """Masscan confirmation, fed in batches of 5, equals the rule applied source by source."""
+    verdicts = SourceVerdicts(min_matches=3, min_ratio=0.5)
+    seen: dict[int, list[int]] = {}  # source -> [packets since first match, matches]
+    confirmed: set[int] = set()  # confirmation is sticky
+    for start in range(0, len(stream), 5):
+        chunk = stream[start : start + 5]
+        b = PacketBatch.concat([_masscan_batch(0x0C000000 + s, 1, match=m) for s, m in chunk], "s", start)
+        got = verdicts.update(b, packet_flags(b))
+        for s, m in chunk:
+            if m or s in seen:
+                counts = seen.setdefault(s, [0, 0])
+                counts[0] += 1
+                counts[1] += int(m)
+        confirmed |= {0x0C000000 + s for s, (n, k) in seen.items() if k >= 3 and k >= 0.5 * n}
+        assert verdicts.confirmed(Fingerprint.MASSCAN) == confirmed
+        flagged = {int(x) for x in b["src"][(got & Fingerprint.MASSCAN) != 0].tolist()}
+        assert flagged == {int(x) for x in b["src"].tolist()} & confirmed

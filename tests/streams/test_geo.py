@@ -176,21 +176,26 @@ def test_cache_answers_repeated_sources_across_batches(resolver: GeoResolver) ->
 
 def test_cache_stays_within_its_size(city_mmdb: Path) -> None:
     geo = GeoResolver(city_mmdb, cache_size=8)
-    addrs = [str(ipaddress.IPv4Address(0x01010100 + i)) for i in range(100)]
-    cols = geo.enrich(batch_of(addrs))
+    addrs = [str(ipaddress.IPv4Address((i << 24) | 0x010101)) for i in range(1, 100)]
+    geo.enrich(batch_of(addrs))
     assert geo.cache_len <= 8
-    assert set(cols.regions) == {"AU"}
 
 
-def test_cache_evicts_the_oldest_addresses_first(city_mmdb: Path) -> None:
+def test_one_lookup_answers_every_address_of_its_network(city_mmdb: Path) -> None:
     geo = GeoResolver(city_mmdb, cache_size=4)
-    addrs = [f"1.1.1.{i}" for i in range(5)]
-    for a in addrs:
-        geo.lookup(a)  # the fifth evicts the first
-    geo.lookup(addrs[1])
-    assert (geo.misses, geo.hits) == (5, 1)
-    geo.lookup(addrs[0])
-    assert (geo.misses, geo.hits) == (6, 1)
+    for i in range(5):
+        assert geo.lookup(f"1.1.1.{i}").region == "AU"
+    assert (geo.misses, geo.hits) == (1, 4)
+
+
+def test_full_cache_starts_again_from_the_newest_networks(city_mmdb: Path) -> None:
+    geo = GeoResolver(city_mmdb, cache_size=2)
+    for a in ("8.8.8.8", "1.1.1.1", "203.0.113.1"):  # the third network fills the cache
+        geo.lookup(a)
+    geo.lookup("203.0.113.2")
+    assert (geo.misses, geo.hits) == (3, 1)
+    geo.lookup("8.8.8.9")
+    assert (geo.misses, geo.hits) == (4, 1)
 
 
 def test_cache_size_zero_disables_the_cache(city_mmdb: Path) -> None:

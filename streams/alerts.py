@@ -9,6 +9,7 @@ held back for ``cooldown_windows`` windows.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ class AlertDetector:
         self._history: dict[tuple[str, str], deque[dict[str, tuple[int, int]]]] = {}
         self._cooldown_until: dict[tuple[str, str], int] = {}
         self._victim_run: dict[str, tuple[int, int, int]] = {}  # victim -> (start, end, packets)
+        # The top-N ports of each window in the port history, computed once per window.
+        self._tops: deque[list[str]] = deque(maxlen=self.t.baseline_windows)
 
     def observe(self, w: ClosedWindow) -> list[dict[str, Any]]:
         """Alerts raised by this window (Alert records), then fold it into the history."""
@@ -64,11 +67,14 @@ class AlertDetector:
             alerts += self._backscatter(w)
         if w.size == self.t.window and w.kind in SURGE_KINDS:
             hist = self._history.setdefault((w.kind, w.size), deque(maxlen=self.t.baseline_windows))
+            top = self._top(w.counts) if w.kind == "port" else []
             if len(hist) >= self.t.min_history:
                 alerts += self._surges(w, hist)
                 if w.kind == "port":
-                    alerts += self._new_top(w, hist)
+                    alerts += self._new_top(w, hist, top)
             hist.append(w.counts)
+            if w.kind == "port":
+                self._tops.append(top)
         return [a for a in alerts if self._cooled(a, w)]
 
     def _cooled(self, alert: dict[str, Any], w: ClosedWindow) -> bool:
@@ -113,13 +119,18 @@ class AlertDetector:
                 )
         return out
 
-    def _new_top(self, w: ClosedWindow, hist: deque[dict[str, tuple[int, int]]]) -> list[dict[str, Any]]:
-        def top(counts: dict[str, tuple[int, int]]) -> list[str]:
-            return [k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1][0], kv[0]))[: self.t.top_n]]
+    def _top(self, counts: dict[str, tuple[int, int]]) -> list[str]:
+        """The top-N values by packets (ties by name)."""
+        return [
+            k for k, _ in heapq.nsmallest(self.t.top_n, counts.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        ]
 
-        before = set().union(*(top(h) for h in hist))
+    def _new_top(
+        self, w: ClosedWindow, hist: deque[dict[str, tuple[int, int]]], top: list[str]
+    ) -> list[dict[str, Any]]:
+        before = set().union(*self._tops)
         out = []
-        for rank, key in enumerate(top(w.counts), start=1):
+        for rank, key in enumerate(top, start=1):
             packets = w.counts[key][0]
             if key in before or packets < self.t.min_packets:
                 continue

@@ -320,7 +320,9 @@ class KindWindows:
         self.retention_s = retention_s
         self.values: list[str] = []
         self._ids: dict[str, int] = {}
-        self._open: list[_Rows] = []  # rows of open minutes, not yet reduced
+        # Rows of open minutes, not yet reduced, as chunks with their earliest minute: a close
+        # touches only the chunks that reach back before the watermark.
+        self._open: list[tuple[int, _Rows]] = []
         self._open_minutes: set[int] = set()
         # Closed minutes, reduced (packets per minute and value; distinct pairs), kept for
         # reopening; chunks are forgotten whole once their newest minute leaves the retention.
@@ -368,7 +370,7 @@ class KindWindows:
                 rows = rows.select(~late, ~np.isin(p.pair_minute, p.minute[late]))
         if not len(rows.minute):
             return
-        self._open.append(rows)
+        self._open.append((int(rows.minute.min()), rows))
         self._open_minutes.update(np.unique(rows.minute).tolist())
         self.packets_added += int(rows.packets.sum())
         self.max_minute = max(self.max_minute, int(rows.minute.max()))
@@ -392,7 +394,7 @@ class KindWindows:
         # registers need no correction (adding the same addresses again changes nothing).
         for rows in found:
             hour.add_packets(rows.vid, -rows.packets, len(self.values))
-            self._open.append(rows)
+            self._open.append((minute, rows))
         self._open_minutes.add(minute)
         self.reopened += 1
         return True
@@ -432,10 +434,13 @@ class KindWindows:
 
     def _close_minutes(self, watermark_s: int) -> list[ClosedWindow]:
         """Reduce the rows of every minute ending by the watermark, in one NumPy pass."""
-        rows = _Rows.concat(self._open)
+        due = [c for first, c in self._open if first + 60 <= watermark_s]
+        self._open = [(first, c) for first, c in self._open if first + 60 > watermark_s]
+        rows = _Rows.concat(due)
         cut, pcut = rows.minute + 60 <= watermark_s, rows.pair_minute + 60 <= watermark_s
-        keep = rows.select(~cut, ~pcut)
-        self._open = [keep] if len(keep.minute) else []
+        if not cut.all():
+            keep = rows.select(~cut, ~pcut)
+            self._open.append((int(keep.minute.min()), keep))
         rows = rows.select(cut, pcut)
         # Composite keys (minute, value) and (minute, value, address), each sorted once.
         nv = max(len(self.values), 1)
@@ -446,12 +451,19 @@ class KindWindows:
         starts = np.flatnonzero(_first_of_runs(g))
         g, n = g[starts], np.add.reduceat(n, starts) if len(n) else n
         m, v = (g // nv) * 60 + m0, (g % nv).astype(np.uint32)
-        addrs, aid = np.unique(rows.pair_addr, return_inverse=True)
-        na = max(len(addrs), 1)
-        triples = np.sort((((rows.pair_minute - m0) // 60) * nv + rows.pair_vid) * na + aid)
-        triples = triples[_first_of_runs(triples)]  # np.unique without inverse hashes: slower
-        pg = triples // na
-        pm, pv, pa = (pg // nv) * 60 + m0, (pg % nv).astype(np.uint32), addrs[triples % na]
+        pgroup = ((rows.pair_minute - m0) // 60) * nv + rows.pair_vid
+        if len(pgroup) and int(rows.pair_addr.max()) < 1 << 32 and int(pgroup.max()) < 1 << 31:
+            # IPv4 keys: (group, address) packs into one int64, and one sort dedupes.
+            triples = np.sort((pgroup << 32) | rows.pair_addr.astype(np.int64))
+            triples = triples[_first_of_runs(triples)]
+            pg, pa = triples >> 32, (triples & 0xFFFFFFFF).astype(np.uint64)
+        else:
+            addrs, aid = np.unique(rows.pair_addr, return_inverse=True)
+            na = max(len(addrs), 1)
+            triples = np.sort(pgroup * na + aid)
+            triples = triples[_first_of_runs(triples)]  # np.unique without inverse hashes: slower
+            pg, pa = triples // na, addrs[triples % na]
+        pm, pv = (pg // nv) * 60 + m0, (pg % nv).astype(np.uint32)
         kstarts = np.flatnonzero(_first_of_runs(pg))
         kcounts = np.diff(np.append(kstarts, len(pg)))
         uniq = np.zeros(len(g), np.int64)

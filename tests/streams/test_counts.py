@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from streams.counts import (
     FLUSH,
     HLL_P,
+    ClosedWindow,
     KindWindows,
     WatermarkTracker,
     aggregate,
@@ -43,22 +44,33 @@ def test_partial_counts_packets_and_distinct_triples_per_minute() -> None:
     assert triples == {(T0, 0, 7), (T0, 1, 8), (T0 + 60, 1, 9)}
 
 
-@given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.integers(1, 5000))
-@settings(max_examples=40, deadline=None)
-def test_sum_of_window_counts_equals_packets_accepted(seed: int, batches: int, n: int) -> None:
+@given(st.integers(0, 2**32 - 1), st.integers(1, 6), st.integers(1, 5000), st.booleans(), st.booleans())
+@settings(max_examples=60, deadline=None)
+def test_sum_of_window_counts_equals_packets_accepted(
+    seed: int, batches: int, n: int, wide_keys: bool, close_between: bool
+) -> None:
+    """Exact minute uniques and packet totals, with IPv4 or IPv6-hash source keys, and with
+    watermarks that close windows between batches (later rows then reopen them)."""
     rng = np.random.default_rng(seed)
     windows = KindWindows("port")
     exact: dict[tuple[int, int], set[int]] = {}
     total = 0
-    for _ in range(batches):
+    latest: dict[tuple[str, int], ClosedWindow] = {}
+    for i in range(batches):
         ts, codes, addrs = _rows(rng, n, 3 * 3600, 7, 300)
+        if wide_keys:
+            addrs |= np.uint64(1 << 63)
         windows.add(aggregate("port", ts, codes, [f"v{i}" for i in range(7)], addrs))
         total += n
         for t, c, a in zip((ts // 10**9 // 60 * 60).tolist(), codes.tolist(), addrs.tolist(), strict=True):
             exact.setdefault((t, c), set()).add(a)
-    closed = windows.flush()
-    minutes = [w for w in closed if w.size == "1m"]
-    hours = [w for w in closed if w.size == "1h"]
+        if close_between:
+            for w in windows.close_until(T0 + (i + 1) * 3 * 3600 // (batches + 1)):
+                latest[(w.size, w.start)] = w
+    for w in windows.flush():
+        latest[(w.size, w.start)] = w
+    minutes = [w for w in latest.values() if w.size == "1m"]
+    hours = [w for w in latest.values() if w.size == "1h"]
     assert sum(p for w in minutes for p, _ in w.counts.values()) == total
     assert sum(p for w in hours for p, _ in w.counts.values()) == total
     for w in minutes:  # unique sources per minute are exact

@@ -263,7 +263,18 @@ class SourceVerdicts:
             return verdict[inverse]
         rows = row_of[tracked]
         st = self._state[rows]
-        st[:, 0] += np.bincount(inverse, minlength=len(uniq))[tracked]
+        # A source first matching in this batch counts its packets from that match on, as if
+        # the batch had been fed packet by packet; known sources count every packet.
+        flagged = np.flatnonzero(flags != 0)
+        first = np.full(len(uniq), len(b), np.int64)
+        if len(new):
+            hit_sources, first_hit = np.unique(inverse[flagged], return_index=True)
+            first[hit_sources] = flagged[first_hit]
+            first[found] = 0
+            counted = np.arange(len(b)) >= first[inverse]
+            st[:, 0] += np.bincount(inverse[counted], minlength=len(uniq))[tracked]
+        else:
+            st[:, 0] += np.bincount(inverse, minlength=len(uniq))[tracked]
         for i, bit in enumerate(self._bits, start=1):
             hits = inverse[(flags & np.uint16(bit)) != 0]
             if len(hits):

@@ -6,8 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SYSSTAMP := .darkscope/.sysdeps
 # Debian packages: a JDK and Maven run the broker; tcpdump/tshark/kcat are used by tests and
-# benchmarks; libpcap is what live capture binds to.
-DEBS := openjdk-17-jre-headless maven tcpdump tshark kcat libpcap0.8
+# benchmarks; libpcap is what live capture binds to; chromium renders the report in a test.
+DEBS := openjdk-17-jre-headless maven tcpdump tshark kcat libpcap0.8 chromium
 
 .PHONY: demo test lint typecheck unit install sysdeps broker-up broker-down clean
 

@@ -12,7 +12,14 @@ import click
 
 from darkscope import __version__
 from darkscope.errors import DarkscopeError
-from darkscope.settings import BrokerSettings, KafkaSettings, SensorSettings, TopicNames, WorkerSettings
+from darkscope.settings import (
+    BrokerSettings,
+    KafkaSettings,
+    SensorSettings,
+    SinkSettings,
+    TopicNames,
+    WorkerSettings,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -323,21 +330,128 @@ def alerts_tail(from_beginning: bool, limit: int, timeout: float) -> None:
         click.echo(line)
 
 
+# -- ClickHouse sink and SQL -----------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--exit-when-idle",
+    type=float,
+    default=None,
+    help="Stop once no message has come for this many seconds (one-off loads).",
+)
+def sink(exit_when_idle: float | None) -> None:
+    """Store enriched batches and sensor health from Kafka in ClickHouse (DARKSCOPE_SINK_DSN)."""
+    from sinks.run import run_sink
+
+    stats = run_sink(SinkSettings(), KafkaSettings(), TopicNames(), exit_when_idle)
+    click.echo(
+        f"stored {stats.rows} packets from {stats.batches} batches in {stats.inserts} inserts; "
+        f"{stats.health} sensor health records, {stats.dead} dead letters, {stats.retries} retries"
+    )
+
+
+@main.command()
+@click.argument("query")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@click.option("--dsn", default=None, help="Store to query (default DARKSCOPE_SINK_DSN).")
+def sql(query: str, fmt: str, dsn: str | None) -> None:
+    """Run a SQL query against the ClickHouse store and print the answer."""
+    from sinks.sql import render_csv, render_json, render_table, run_sql
+
+    settings = SinkSettings()
+    password = settings.password.get_secret_value() if settings.password else None
+    answer = run_sql(dsn or settings.dsn, query, password)
+    if fmt == "csv":
+        click.echo(render_csv(answer), nl=False)
+    elif fmt == "json":
+        click.echo(render_json(answer))
+    else:
+        from rich.console import Console
+
+        console = Console()
+        if not console.is_terminal:  # piped: never cut columns to 80 characters
+            console = Console(width=1000)
+        console.print(render_table(answer))
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--quarter", required=True, help="Quarter to report, written like 2022Q2.")
+@click.option("--sensor", default=None, help="Only this sensor's packets (default: all sensors).")
+@click.option("--focus-region", default=None, help="Region of Figure 6 [env DARKSCOPE_REPORT_FOCUS_REGION].")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder [env DARKSCOPE_REPORT_OUT_DIR].",
+)
+def report(quarter: str, sensor: str | None, focus_region: str | None, out_dir: Path | None) -> None:
+    """Write the quarterly report (HTML with inline charts, and JSON) from the ClickHouse store."""
+    from darkscope.settings import ReportSettings, SinkSettings
+    from reports.build import write_report
+    from reports.changes import ChangeParams
+    from reports.events import EventParams
+    from sinks.store import Store
+
+    rs, sink = ReportSettings(), SinkSettings()
+    params = EventParams(
+        ChangeParams(z=rs.z, min_step=rs.min_step, min_pulse=rs.min_pulse, min_trend=rs.min_trend),
+        swap_days=rs.swap_days,
+        top_episodes=rs.top_episodes,
+    )
+    password = sink.password.get_secret_value() if sink.password else None
+    with Store.open(sink.dsn, password=password) as store:
+        paths = write_report(
+            store,
+            quarter,
+            out_dir or rs.out_dir,
+            sensor=sensor,
+            focus_region=focus_region or rs.focus_region,
+            params=params,
+        )
+    click.echo(paths.tables)
+    click.echo(f"report: {paths.html}\nfigures: {paths.json}")
+
+
 # -- demo ------------------------------------------------------------------------------------
 
 
 @main.command()
-@click.option("--packets", type=int, default=50_000, show_default=True, help="Packets to push through.")
+@click.option(
+    "--packets-per-day",
+    type=int,
+    default=20_000,
+    show_default=True,
+    help="Simulated packets a day (two quarters are simulated).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("demo-out"),
+    show_default=True,
+    help="Folder of the report and of this run's store and logs.",
+)
 @click.option("--keep-broker", is_flag=True, help="Leave a broker this command started running.")
-def demo(packets: int, keep_broker: bool) -> None:
-    """Start the broker, push packets through Kafka and back, print what happened."""
-    from darkscope.demo import run_demo
+def demo(packets_per_day: int, out_dir: Path, keep_broker: bool) -> None:
+    """Broker up, two simulated quarters through worker and sink, the report written."""
+    from darkscope.demo import DemoPlan, run_demo
 
     run_demo(
         BrokerSettings(),
         KafkaSettings(),
-        TopicNames(),
-        packets=packets,
+        DemoPlan(out_dir=out_dir, packets_per_day=packets_per_day),
         keep_broker=keep_broker,
         echo=click.echo,
     )

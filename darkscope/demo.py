@@ -1,103 +1,200 @@
-"""``make demo``: the pipeline as far as it is built, run end to end on this machine."""
+"""``make demo``: the whole pipeline on this machine, from simulated packets to the report.
+
+1. start the broker (unless one answers), create this run's topics;
+2. simulate the previous and the current quarter (2022Q1, 2022Q2) and publish them as a sensor
+   would, with sensor health records;
+3. run ``darkscope worker`` and ``darkscope sink`` as real processes until the enriched topic
+   is drained into ClickHouse (embedded chDB), with progress bars;
+4. stop them, write the quarterly report, print its path and the two top-5 tables;
+5. stop what it started.
+
+Each run has its own topics, consumer groups and store (``<out>/run-<id>/``), so a second run
+never counts the first one's packets twice and never touches a real deployment's topics.
+"""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
-import numpy as np
+from confluent_kafka import Consumer, TopicPartition
 
 from darkscope import broker as broker_mod
-from darkscope.settings import BrokerSettings, KafkaSettings, TopicNames
-from darkscope.topics import ensure_topics, read_range, watermarks
-from producers.kafka import Publisher
-from schemas.batch import PacketBatch
-from schemas.codec import Codec
+from darkscope.errors import DarkscopeError
+from darkscope.settings import BrokerSettings, KafkaSettings, SensorSettings, TopicNames
+from darkscope.topics import ensure_topics, watermarks
 
-__all__ = ["random_batch", "run_demo"]
+__all__ = ["DemoPlan", "run_demo"]
+
+QUARTERS = ("2022Q1", "2022Q2")
+PREFIX = "198.51.100.0/24"
 
 
-def random_batch(rng: np.random.Generator, n: int, sensor_id: str, batch_seq: int, t0_ns: int) -> PacketBatch:
-    """A batch of ``n`` plausible random IPv4 TCP/UDP packets (stand-in until the simulator)."""
-    b = PacketBatch.zeros(sensor_id, batch_seq, n)
-    c = b.columns
-    c["ts"][:] = t0_ns + np.sort(rng.integers(0, 10**9, n))
-    c["ip_version"][:] = 4
-    c["src"][:] = rng.integers(1 << 24, 0xDF000000, n, dtype=np.uint32)
-    c["dst"][:] = 0xC6336400 + rng.integers(0, 256, n, dtype=np.uint32)  # 198.51.100.0/24
-    c["protocol"][:] = rng.choice(np.array([6, 17], dtype=np.uint8), n, p=[0.9, 0.1])
-    c["sport"][:] = rng.integers(1024, 65536, n, dtype=np.uint16)
-    c["dport"][:] = rng.choice(np.array([23, 6379, 22, 80, 445], dtype=np.uint16), n)
-    c["tcp_flags"][:] = np.where(c["protocol"] == 6, 2, 0)
-    c["tcp_seq"][:] = rng.integers(0, 2**32, n, dtype=np.uint32)
-    c["tcp_window"][:] = rng.integers(1024, 65536, n, dtype=np.uint16)
-    c["ip_id"][:] = rng.integers(0, 65536, n, dtype=np.uint16)
-    c["ttl"][:] = rng.integers(30, 250, n, dtype=np.uint8)
-    c["length"][:] = np.where(c["protocol"] == 6, 40, 28)
-    return b
+class DemoError(DarkscopeError):
+    """A process of the demo failed; the message says which and where its log is."""
+
+
+@dataclass(frozen=True)
+class DemoPlan:
+    """What the demo simulates and where it writes."""
+
+    out_dir: Path
+    packets_per_day: int = 20_000
+    seed: int = 0
+    focus_region: str = "JP"
+    partitions: int = 4
+    timeout_s: float = 900.0
+
+
+def _messages(bootstrap: str, topic: str) -> int:
+    return sum(hi - lo for lo, hi in watermarks(bootstrap, topic).values())
+
+
+def _committed(bootstrap: str, group: str, topic: str) -> int:
+    """Messages of ``topic`` the consumer group has committed."""
+    marks = watermarks(bootstrap, topic)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        tps = consumer.committed([TopicPartition(topic, p) for p in marks], timeout=10)
+    finally:
+        consumer.close()
+    return sum(max(0, tp.offset - marks[tp.partition][0]) for tp in tps if tp.offset >= 0)
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "darkscope", *args], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def run_demo(
     broker: BrokerSettings,
     kafka: KafkaSettings,
-    topics: TopicNames,
-    packets: int,
+    plan: DemoPlan,
     keep_broker: bool,
     echo: Callable[[str], None],
-) -> None:
-    """Start the broker if needed, publish packets as batches, read them back, report."""
+) -> Path:
+    """Run the pipeline demo; returns the report's HTML path."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from producers.run import publish_simulation
+    from reports.build import write_report
+    from sinks.store import Store
+
     t0 = time.monotonic()
+    run = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:4]
+    work = plan.out_dir / f"run-{run}"
+    work.mkdir(parents=True, exist_ok=True)
+    topics = TopicNames.model_validate({f: f"darkscope-demo.{run}.{f}" for f in TopicNames.model_fields})
+    dsn = f"chdb://{(work / 'store').resolve()}"
     status, started = broker_mod.start(broker)
-    echo(
-        f"broker {'started' if started else 'already running'} on {status.bootstrap} "
-        f"({time.monotonic() - t0:.1f} s)"
-    )
+    state = "started" if started else "already running"
+    echo(f"broker {state} on {status.bootstrap} ({time.monotonic() - t0:.1f} s)")
     kafka = KafkaSettings(
-        bootstrap=status.bootstrap, partitions=kafka.partitions, replication=kafka.replication
+        bootstrap=status.bootstrap, partitions=plan.partitions, replication=kafka.replication
     )
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        for t in ensure_topics(kafka, topics.all()):
-            echo(f"  topic {t.name}: {t.partitions} partitions")
-        codec = Codec()
-        rng = np.random.default_rng(7)
-        before = watermarks(kafka.bootstrap, topics.packets)
-        pub = Publisher(kafka.bootstrap)
-        sent_src = 0
-        t_start_ns = 1_648_771_200 * 10**9  # 2022-04-01T00:00:00Z
-        for seq, start in enumerate(range(0, packets, 10_000)):
-            batch = random_batch(
-                rng, min(10_000, packets - start), "demo-sensor", seq, t_start_ns + seq * 10**9
+        ensure_topics(kafka, topics.all())
+        env = {
+            **os.environ,
+            "DARKSCOPE_BOOTSTRAP": kafka.bootstrap,
+            "DARKSCOPE_PARTITIONS": str(plan.partitions),
+            "DARKSCOPE_WORKER_APP_ID": f"darkscope-demo-{run}",
+            "DARKSCOPE_WORKER_DATA_DIR": str(work / "worker"),
+            "DARKSCOPE_WORKER_IDLE_AFTER": "5",
+            "DARKSCOPE_SINK_DSN": dsn,
+            "DARKSCOPE_SINK_GROUP_ID": f"darkscope-demo-sink-{run}",
+            **{f"DARKSCOPE_TOPIC_{f.upper()}": getattr(topics, f) for f in TopicNames.model_fields},
+        }
+        # Worker and sink start first: their start-up overlaps the simulation.
+        procs.append(_spawn(["worker", "--loglevel", "warn"], env, work / "worker.log"))
+        procs.append(_spawn(["sink"], env, work / "sink.log"))
+        sent = 0
+        for quarter in QUARTERS:
+            t = time.monotonic()
+            report, _ = publish_simulation(
+                SensorSettings(sensor_id="sim-0", prefixes=[PREFIX]),
+                kafka,
+                topics,
+                quarter=quarter,
+                packets_per_day=plan.packets_per_day,
+                days=None,
+                flat=False,
+                seed=plan.seed,
+                truth_path=work / f"truth-{quarter}.json",
             )
-            pub.send(topics.packets, codec.encode_batch(batch), packets=len(batch))
-            sent_src += int(batch["src"].sum())
-        pub.flush()
+            sent += report.packets_sent
+            echo(
+                f"simulated {quarter}: {report.packets_sent:,} packets in {report.batches_sent:,} batches "
+                f"published to {topics.packets} ({time.monotonic() - t:.1f} s)"
+            )
+        batches = _messages(kafka.bootstrap, topics.packets)
+        deadline = time.monotonic() + plan.timeout_s
+        with Progress(
+            TextColumn("{task.description:<28}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("batches"),
+            TimeElapsedColumn(),
+            console=Console(),
+        ) as bars:
+            enriched = bars.add_task("worker: enriched", total=batches)
+            stored = bars.add_task("sink: stored in ClickHouse", total=batches)
+            while True:
+                for p, name in zip(procs, ("worker", "sink"), strict=True):
+                    if p.poll() is not None:
+                        raise DemoError(
+                            f"the {name} exited with {p.returncode}; see {work / (name + '.log')}"
+                        )
+                done_e = _messages(kafka.bootstrap, topics.enriched)
+                done_s = _committed(kafka.bootstrap, env["DARKSCOPE_SINK_GROUP_ID"], topics.enriched)
+                bars.update(enriched, completed=done_e)
+                bars.update(stored, completed=done_s)
+                if done_e >= batches and done_s >= done_e:
+                    break
+                if time.monotonic() > deadline:
+                    raise DemoError(
+                        f"the pipeline did not drain within {plan.timeout_s:.0f} s; logs in {work}"
+                    )
+                time.sleep(1)
+        alerts = _messages(kafka.bootstrap, topics.alerts)
+        for p in procs:
+            _stop(p)
+        echo(f"pipeline drained: {sent:,} packets enriched and stored; {alerts} alerts on {topics.alerts}")
+        with Store.open(dsn) as store:
+            paths = write_report(store, QUARTERS[-1], plan.out_dir, focus_region=plan.focus_region)
+        echo(paths.tables)
+        echo(f"report: {paths.html}\nfigures: {paths.json}")
         echo(
-            f"published {pub.stats.packets_sent} packets in {pub.stats.messages_sent} "
-            f"batches to {topics.packets} ({pub.stats.packets_failed} failed)"
+            f"query the store: DARKSCOPE_SINK_DSN={dsn} darkscope sql 'SELECT * FROM daily_ports LIMIT 5'\n"
+            f"read the alerts: DARKSCOPE_TOPIC_ALERTS={topics.alerts} darkscope alerts tail --from-beginning "
+            "--timeout 5"
         )
-        after = watermarks(kafka.bootstrap, topics.packets)
-        got = got_src = msgs = 0
-        parts: set[int] = set()
-        for msg in read_range(
-            kafka.bootstrap,
-            topics.packets,
-            {p: hw for p, (_, hw) in before.items()},
-            {p: hw for p, (_, hw) in after.items()},
-        ):
-            value = msg.value()
-            assert value is not None
-            back = codec.decode_packets(value)
-            got += len(back)
-            got_src += int(back["src"].sum())
-            msgs += 1
-            parts.add(msg.partition() or 0)
-        ok = got == pub.stats.packets_sent and got_src == sent_src
-        echo(
-            f"consumed {got} packets in {msgs} batches from {len(parts)} partitions; "
-            f"source-address checksum {'matches' if ok else 'DIFFERS'}"
-        )
-        echo(f"demo finished in {time.monotonic() - t0:.1f} s")
+        echo(f"demo finished in {time.monotonic() - t0:.0f} s")
+        return paths.html
     finally:
+        for p in procs:
+            _stop(p)
         if started and not keep_broker:
             broker_mod.stop(broker)
             echo("broker stopped")

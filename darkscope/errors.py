@@ -10,7 +10,9 @@ DarkscopeError
 ├── CaptureError                a capture that cannot be read at all
 │   └── TruncatedRecord         a capture record cut short (data ends mid-record)
 └── SinkError
-    └── StoreUnavailable        ClickHouse cannot be reached or is locked by another process
+    ├── StoreUnavailable        ClickHouse cannot be reached or is locked by another process
+    │   └── StoreLocked         an embedded chDB store held by another process (a running sink)
+    └── QueryFailed             ClickHouse rejected a query (syntax, unknown table, ...)
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "DarkscopeError",
+    "QueryFailed",
     "SchemaMismatch",
     "SinkError",
+    "StoreLocked",
     "StoreUnavailable",
     "TruncatedRecord",
     "UndecodableMessage",
@@ -76,3 +80,11 @@ class SinkError(DarkscopeError):
 
 class StoreUnavailable(SinkError):
     """ClickHouse is unreachable, or its embedded store is locked by another process."""
+
+
+class StoreLocked(StoreUnavailable):
+    """An embedded chDB store whose path another process holds (chDB allows one per path)."""
+
+
+class QueryFailed(SinkError):
+    """ClickHouse rejected a query: bad SQL, unknown table, wrong parameters."""

@@ -11,10 +11,18 @@ import socket
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["BrokerSettings", "KafkaSettings", "SensorSettings", "TopicNames", "WorkerSettings"]
+__all__ = [
+    "ReportSettings",
+    "BrokerSettings",
+    "KafkaSettings",
+    "SensorSettings",
+    "SinkSettings",
+    "TopicNames",
+    "WorkerSettings",
+]
 
 
 def _default_home() -> Path:
@@ -144,10 +152,58 @@ class SensorSettings(BaseSettings):
         return value
 
 
+class SinkSettings(BaseSettings):
+    """The ClickHouse sink (`darkscope sink`) and `darkscope sql`: where the store is, how to load it."""
+
+    model_config = SettingsConfigDict(env_prefix="DARKSCOPE_SINK_", frozen=True)
+
+    dsn: str = Field(
+        default_factory=lambda: f"chdb://{_default_home() / 'clickhouse'}",
+        description="ClickHouse store: chdb://PATH (embedded, one process at a time) or http(s)://user@host:8123/db.",
+    )
+    password: SecretStr | None = Field(None, description="Password for a server DSN that does not carry one.")
+    group_id: str = Field("darkscope-sink", description="Kafka consumer group of the sink.")
+    batch_rows: int = Field(
+        200_000,
+        ge=1,
+        description="Packets per ClickHouse insert (enriched batches of one partition are joined).",
+    )
+    linger: float = Field(1.0, gt=0, description="Seconds a partly filled insert waits for more batches.")
+    ttl_days: int = Field(0, ge=0, description="Days raw packets are kept (0: forever); rollups are kept.")
+    max_backoff: float = Field(
+        30.0, gt=0, description="Longest wait between retries while ClickHouse is unavailable (never drops)."
+    )
+
+
+class ReportSettings(BaseSettings):
+    """The quarterly report (`darkscope report`): where it goes and how events are detected."""
+
+    model_config = SettingsConfigDict(env_prefix="DARKSCOPE_REPORT_", frozen=True)
+
+    out_dir: Path = Field(Path("reports-out"), description="Folder the HTML and JSON are written to.")
+    focus_region: str = Field("JP", description="Region (ISO code) of Figure 6 and the Figure 4 ranks.")
+    z: float = Field(5.0, gt=0, description="Change-point penalty: noise standard deviations per parameter.")
+    min_step: float = Field(
+        0.22, gt=0, description="Smallest surge or drop, as a log ratio (0.22: +25%/-20%)."
+    )
+    min_pulse: float = Field(0.4, gt=0, description="Smallest short burst or dip, as a log ratio.")
+    min_trend: float = Field(0.3, gt=0, description="Smallest trend: log change over its period.")
+    swap_days: int = Field(7, ge=1, description="Days a rank swap must hold, before and after.")
+    top_episodes: int = Field(5, ge=0, description="Largest backscatter (DoS) episodes listed as events.")
+
+
 def settings_table() -> str:
     """The README's settings table, one row per setting, from the classes above."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for cls in (KafkaSettings, TopicNames, BrokerSettings, SensorSettings, WorkerSettings):
+    for cls in (
+        KafkaSettings,
+        TopicNames,
+        BrokerSettings,
+        SensorSettings,
+        WorkerSettings,
+        SinkSettings,
+        ReportSettings,
+    ):
         prefix = str(cls.model_config.get("env_prefix", ""))
         for name, field in cls.model_fields.items():
             if field.default_factory is not None:
@@ -156,6 +212,7 @@ def settings_table() -> str:
                     "cache_dir": "~/.cache/darkscope",
                     "sensor_id": "host name",
                     "prefixes": "(none: all)",
+                    "dsn": "chdb://./.darkscope/clickhouse",
                 }.get(name, "")
             else:
                 default = "" if field.default is None else str(field.default)

@@ -162,6 +162,11 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
         # No producer compression: aiokafka's lz4 (cramjam) cost ~40 % of a worker's time
         # (py-spy) for batches that cross loopback or a LAN.
         producer_max_request_size=8 * 2**20,
+        # Closed windows go to the table's changelog one small message each; without a
+        # linger every one became its own produce request (a replayed quarter closes
+        # hundreds of thousands of windows).
+        producer_linger=0.01,
+        producer_max_batch_size=2**20,
         broker_commit_every=200,
         # Faust drops already-fetched messages when a stream buffer fills (faust-streaming
         # issue #88); partial counts are small and many, so give the buffers room.

@@ -1,0 +1,391 @@
+"""The sink agent: enriched batches and sensor health from Kafka into the ClickHouse store.
+
+Delivery is exactly-once into ClickHouse on top of Kafka's at-least-once:
+
+- Enriched batches of one partition are joined into inserts of about
+  ``DARKSCOPE_SINK_BATCH_ROWS`` packets: a *group*, a run of offsets ``first..last``.
+- Before inserting a group, the sink commits the group's *intent*: the partition's offset stays
+  at ``first`` and the commit metadata says ``darkscope-sink:first-last``. It then inserts with
+  the deduplication token ``topic:partition:first-last``, and finally commits ``last + 1``.
+- Whoever resumes the partition (this process after a crash, or another sink after a
+  rebalance) reads the committed metadata and rebuilds exactly the same group, with the same
+  token, before grouping freely again. ClickHouse drops the blocks it already has, in
+  ``packets`` and in every rollup; so a crash between insert and commit never counts twice,
+  and nothing is committed before it is stored.
+- ClickHouse unavailable: the insert is retried with exponential backoff, forever.
+- A message that is not a readable EnrichedBatch goes to the dead-letter topic (stage
+  ``sink``) with its topic, partition and offset; its offset is part of its group.
+
+Sensor health records are inserted as they come; ``sensor_health`` is a ReplacingMergeTree,
+so a record redelivered after a crash collapses into its first copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+
+from darkscope.errors import CodecError, StoreUnavailable, UndecodableMessage
+from darkscope.settings import KafkaSettings, SinkSettings, TopicNames
+from producers.kafka import Publisher
+from schemas.codec import Codec, read_fingerprint
+from sinks.arrow import EnrichedColumns, columns_from_record
+from sinks.store import Store
+from streams.enrich import ENRICHED_BATCH
+
+__all__ = ["INTENT_PREFIX", "Sink", "SinkStats", "dead_letter", "parse_intent"]
+
+logger = logging.getLogger(__name__)
+
+INTENT_PREFIX = "darkscope-sink:"
+SENSOR_HEALTH = "darkscope.SensorHealth"
+_HEALTH_BATCH = 1000
+
+
+@dataclass
+class SinkStats:
+    """What a sink has done since it started."""
+
+    batches: int = 0
+    rows: int = 0
+    inserts: int = 0
+    replayed_groups: int = 0
+    dead: int = 0
+    health: int = 0
+    retries: int = 0
+    commit_failures: int = 0
+    first_message_at: float | None = None  # clock() of the first enriched batch
+    last_insert_at: float | None = None  # clock() when the last insert was committed
+
+    def rows_per_second(self) -> float:
+        """Packets stored per second between the first batch read and the last commit."""
+        if self.first_message_at is None or self.last_insert_at is None:
+            return 0.0
+        return self.rows / max(self.last_insert_at - self.first_message_at, 1e-9)
+
+
+@dataclass
+class _Group:
+    """Enriched batches of one partition waiting to be inserted together."""
+
+    first: int
+    since: float
+    last: int = -1
+    rows: int = 0
+    parts: list[EnrichedColumns] = field(default_factory=list)
+    dead: list[tuple[str, str, Message]] = field(default_factory=list)
+
+
+def dead_letter(codec: Codec, reason: str, error: str, msg: Message) -> bytes:
+    """A DeadLetter frame (stage ``sink``) for a message the sink could not read."""
+    payload = bytes(msg.value() or b"")
+    try:
+        fp: int | None = read_fingerprint(payload)
+    except CodecError:
+        fp = None
+    if fp is not None and fp >= 2**63:
+        fp -= 2**64  # Avro long is signed
+    return codec.encode(
+        "darkscope.DeadLetter",
+        {
+            "reason": reason,
+            "error": error[:2000],
+            "source_topic": str(msg.topic()),
+            "source_partition": int(msg.partition() or 0),
+            "source_offset": int(msg.offset() or 0),
+            "stage": "sink",
+            "ts": datetime.now(tz=UTC),
+            "schema_fingerprint": fp,
+            "key": msg.key(),
+            "payload": payload,
+        },
+    )
+
+
+def parse_intent(metadata: str | None) -> tuple[int, int] | None:
+    """The (first, last) offsets of a committed group intent, or None."""
+    if not metadata or not metadata.startswith(INTENT_PREFIX):
+        return None
+    try:
+        first, last = metadata[len(INTENT_PREFIX) :].split("-", 1)
+        return int(first), int(last)
+    except ValueError:
+        return None
+
+
+class Sink:
+    """Consumes darkscope.enriched and darkscope.sensors into a :class:`Store`."""
+
+    def __init__(
+        self,
+        store: Store,
+        settings: SinkSettings,
+        kafka: KafkaSettings,
+        topics: TopicNames,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """A sink writing to ``store``; call :meth:`run`."""
+        self.store = store
+        self.settings = settings
+        self.topics = topics
+        self.clock = clock
+        self.sleep = sleep
+        self.codec = store.codec
+        self.stats = SinkStats()
+        self._stop = False
+        self._groups: dict[int, _Group] = {}
+        self._intents: dict[int, tuple[int, int]] = {}
+        self._health: list[dict[str, Any]] = []
+        self._health_offsets: dict[int, int] = {}
+        self._health_since = clock()
+        self._assigned_at: float | None = None  # idle time counts from the last assignment
+        self._dead = Publisher(kafka.bootstrap)
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": kafka.bootstrap,
+                "group.id": settings.group_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                # A sink that dies hands its partitions over after 10 s, not librdkafka's 45 s.
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 2_000,
+                "max.partition.fetch.bytes": 16 * 2**20,
+                "fetch.max.bytes": 64 * 2**20,
+                "logger": logging.getLogger("darkscope.kafka.sink"),
+            }
+        )
+
+    def stop(self) -> None:
+        """Finish the groups in hand and return from :meth:`run` (safe from a signal handler)."""
+        self._stop = True
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self, exit_when_idle: float | None = None) -> SinkStats:
+        """Consume until :meth:`stop`, or ``exit_when_idle`` seconds without a message once
+        partitions are assigned."""
+        self._consumer.subscribe(
+            [self.topics.enriched, self.topics.sensors], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        last_message = self.clock()
+        last_log = self.clock()
+        try:
+            while not self._stop:
+                msgs = self._consumer.consume(500, 0.1)
+                for msg in msgs:
+                    if msg.error():
+                        logger.warning("kafka: %s", msg.error())
+                        continue
+                    self._handle(msg)
+                now = self.clock()
+                if msgs:
+                    last_message = now
+                self._flush_due(now)
+                if now - last_log >= 10:
+                    logger.info("sink: %s", self.stats)
+                    last_log = now
+                if self._assigned_at is not None:
+                    last_message = max(last_message, self._assigned_at)
+                if (
+                    exit_when_idle is not None
+                    and self._assigned_at is not None
+                    and not self._groups
+                    and not self._health
+                    and now - last_message >= exit_when_idle
+                ):
+                    break
+            self._flush_all()
+        finally:
+            self._consumer.close()
+            self._dead.flush()
+        logger.info("sink stopped: %s", self.stats)
+        return self.stats
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._assigned_at = self.clock()
+        mine = [
+            TopicPartition(tp.topic, tp.partition) for tp in partitions if tp.topic == self.topics.enriched
+        ]
+        if not mine:
+            return
+        for tp in consumer.committed(mine, timeout=30):
+            intent = parse_intent(tp.metadata)
+            if intent is not None and tp.offset == intent[0]:
+                logger.info(
+                    "%s[%d]: replaying the group %d-%d a previous sink started",
+                    tp.topic,
+                    tp.partition,
+                    *intent,
+                )
+                self._intents[tp.partition] = intent
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Groups not inserted yet are dropped: the next owner reads them again from the
+        # committed offset (and replays a committed intent exactly).
+        for tp in partitions:
+            if tp.topic == self.topics.enriched:
+                self._groups.pop(tp.partition, None)
+                self._intents.pop(tp.partition, None)
+            else:
+                self._health_offsets.pop(tp.partition, None)
+
+    def _handle(self, msg: Message) -> None:
+        if msg.topic() == self.topics.sensors:
+            self._handle_health(msg)
+            return
+        p, offset = int(msg.partition() or 0), int(msg.offset() or 0)
+        if self.stats.first_message_at is None:
+            self.stats.first_message_at = self.clock()
+        group = self._groups.get(p)
+        if group is None:
+            group = self._groups[p] = _Group(first=offset, since=self.clock())
+            stale = self._intents.get(p)
+            if stale is not None and stale[0] != offset:
+                logger.warning(
+                    "%s[%d]: intent %s does not start at offset %d; ignored", msg.topic(), p, stale, offset
+                )
+                del self._intents[p]
+        intent = self._intents.get(p)
+        group.last = offset
+        try:
+            decoded = self.codec.decode(bytes(msg.value() or b""))
+            if decoded.name != ENRICHED_BATCH:
+                raise UndecodableMessage(f"{decoded.name} is not an EnrichedBatch")
+            cols = columns_from_record(self.codec, decoded.record)
+        except CodecError as exc:
+            reason = "unknown_schema" if type(exc).__name__ == "UnknownSchema" else "bad_record"
+            group.dead.append((reason, str(exc), msg))
+        else:
+            group.parts.append(cols)
+            group.rows += len(cols)
+            self.stats.batches += 1
+        if intent is not None:
+            if offset >= intent[1]:
+                self._flush(p)
+        elif group.rows >= self.settings.batch_rows:
+            self._flush(p)
+
+    def _handle_health(self, msg: Message) -> None:
+        p = int(msg.partition() or 0)
+        try:
+            decoded = self.codec.decode(bytes(msg.value() or b""))
+            if decoded.name != SENSOR_HEALTH:
+                raise UndecodableMessage(f"{decoded.name} is not a SensorHealth record")
+        except CodecError as exc:
+            self._send_dead("bad_record", str(exc), msg)
+        else:
+            if not self._health:
+                self._health_since = self.clock()
+            self._health.append(decoded.record)
+        self._health_offsets[p] = int(msg.offset() or 0) + 1
+        if len(self._health) >= _HEALTH_BATCH:
+            self._flush_health()
+
+    # -- flushing ------------------------------------------------------------------------
+
+    def _flush_due(self, now: float) -> None:
+        for p, group in list(self._groups.items()):
+            if p not in self._intents and now - group.since >= self.settings.linger:
+                self._flush(p)
+        if self._health_offsets and now - self._health_since >= self.settings.linger:
+            self._flush_health()
+
+    def _flush_all(self) -> None:
+        for p in list(self._groups):
+            self._flush(p)
+        self._flush_health()
+
+    def _flush(self, p: int) -> None:
+        group = self._groups.pop(p)
+        topic = self.topics.enriched
+        intent = self._intents.pop(p, None)
+        if intent is None:
+            intent_tp = TopicPartition(
+                topic, p, group.first, metadata=f"{INTENT_PREFIX}{group.first}-{group.last}"
+            )
+            if not self._commit([intent_tp]):
+                return  # not ours any more: the next owner reads the group again
+        else:
+            self.stats.replayed_groups += 1
+            if intent != (group.first, group.last):
+                logger.warning(
+                    "%s[%d]: replayed group %d-%d differs from its intent %s",
+                    topic,
+                    p,
+                    group.first,
+                    group.last,
+                    intent,
+                )
+        if group.parts:
+            self._insert(group, f"{topic}:{p}:{group.first}-{group.last}")
+        for reason, error, msg in group.dead:
+            self._send_dead(reason, error, msg)
+        if group.dead:
+            self._dead.flush()
+        self._commit([TopicPartition(topic, p, group.last + 1, metadata="")])
+        self.stats.last_insert_at = self.clock()
+
+    def _insert(self, group: _Group, token: str) -> None:
+        delay = 0.5
+        while True:
+            try:
+                self.store.insert_enriched(group.parts, dedup_token=token)
+            except StoreUnavailable as exc:
+                if self._stop:
+                    # Asked to stop while ClickHouse is down: leave uncommitted; whoever
+                    # resumes the partition replays this group from its committed intent.
+                    raise
+                self.stats.retries += 1
+                logger.warning("ClickHouse insert %s failed, retrying in %.1f s: %s", token, delay, exc)
+                self.sleep(delay)
+                delay = min(delay * 2, self.settings.max_backoff)
+                continue
+            self.stats.inserts += 1
+            self.stats.rows += group.rows
+            return
+
+    def _flush_health(self) -> None:
+        if self._health:
+            delay = 0.5
+            while True:
+                try:
+                    self.stats.health += self.store.insert_sensor_health(self._health)
+                    break
+                except StoreUnavailable as exc:
+                    if self._stop:
+                        raise
+                    self.stats.retries += 1
+                    logger.warning("sensor health insert failed, retrying in %.1f s: %s", delay, exc)
+                    self.sleep(delay)
+                    delay = min(delay * 2, self.settings.max_backoff)
+            self._health = []
+        if self._health_offsets:
+            self._commit([TopicPartition(self.topics.sensors, p, o) for p, o in self._health_offsets.items()])
+            self._health_offsets = {}
+        self._health_since = self.clock()
+
+    def _send_dead(self, reason: str, error: str, msg: Message) -> None:
+        self.stats.dead += 1
+        logger.warning("dead letter from %s[%s]@%s: %s", msg.topic(), msg.partition(), msg.offset(), error)
+        self._dead.send(self.topics.deadletter, dead_letter(self.codec, reason, error, msg), packets=0)
+
+    def _commit(self, offsets: list[TopicPartition]) -> bool:
+        try:
+            done = self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            self.stats.commit_failures += 1
+            logger.warning("commit of %s failed: %s", offsets, exc)
+            return False
+        failed = [tp for tp in done or [] if tp.error is not None]
+        if failed:
+            self.stats.commit_failures += 1
+            logger.warning("commit failed for %s", failed)
+            return False
+        return True

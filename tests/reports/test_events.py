@@ -1,0 +1,67 @@
+"""Change detection and events on hand-made daily series (no store)."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+
+from reports.changes import detect_changes
+from reports.events import Watched, new_entries, rank_swaps, series_events
+from reports.series import Ranked, Series
+
+DAYS = [date(2022, 4, 1) + timedelta(days=i) for i in range(91)]
+
+
+def _noisy(shape: np.ndarray, seed: int = 0, level: float = 2000.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.poisson(level * shape * np.exp(rng.normal(0, 0.08, len(shape)))).astype(float)
+
+
+def test_flat_noisy_series_has_no_change() -> None:
+    for seed in range(10):
+        assert detect_changes(_noisy(np.ones(91), seed)).changes == []
+
+
+def test_step_up_is_a_surge_dated_on_its_first_day() -> None:
+    shape = np.where(np.arange(91) >= 40, 2.0, 1.0)
+    events = series_events(Watched("port:23/tcp", "packets to 23/TCP", _noisy(shape), "fig1"), DAYS)
+    assert [(e.kind, e.start) for e in events] == [("surge", DAYS[40])]
+    assert 0.8 < events[0].change < 1.2
+
+
+def test_three_day_spike_is_a_burst() -> None:
+    shape = np.ones(91)
+    shape[20:23] = 3.0
+    (event,) = series_events(Watched("mirai:JP", "Mirai packets from JP", _noisy(shape), "fig6"), DAYS)
+    assert (event.kind, event.start, event.end) == ("burst", DAYS[20], DAYS[22])
+
+
+def test_gradual_decrease_over_the_quarter_is_a_trend_from_the_first_day() -> None:
+    shape = np.linspace(1.35, 0.65, 91)
+    (event,) = series_events(Watched("port:6379/tcp", "packets to 6379/TCP", _noisy(shape), "fig1"), DAYS)
+    assert (event.kind, event.start) == ("trend", DAYS[0])
+    assert event.change < -0.3
+
+
+def test_rank_swap_dated_where_the_new_order_starts_and_holds() -> None:
+    ru = Series("RU", "Russia", _noisy(np.where(np.arange(91) >= 47, 1.6, 0.6), 1))
+    cn = Series("CN", "China", _noisy(np.ones(91), 2))
+    (swap,) = rank_swaps("region", [cn, ru], DAYS, "fig2")
+    assert (swap.subject, swap.start) == ("region:RU>CN", DAYS[47])
+
+
+def test_no_rank_swap_between_series_a_fifth_apart() -> None:
+    a = Series("A", "A", _noisy(np.ones(91), 3, 1200))
+    b = Series("B", "B", _noisy(np.ones(91), 4, 1000))
+    assert rank_swaps("port", [a, b], DAYS, "fig1") == []
+
+
+def test_new_entries_are_ranks_outside_the_previous_top5() -> None:
+    ranked = [
+        Ranked(1, "23/tcp", "23/TCP", 10, 0.5, 2),
+        Ranked(4, "80/tcp", "80/TCP", 5, 0.2, 6),
+        Ranked(5, "icmp", "ICMP", 4, 0.1, None),
+    ]
+    got = [(e.subject, e.kind) for e in new_entries("port", ranked, "2022Q1", DAYS, "fig1")]
+    assert got == [("port:80/tcp", "new_entry"), ("port:icmp", "new_entry")]

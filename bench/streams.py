@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from confluent_kafka import Consumer, Producer
 
+from darkscope.errors import BrokerError
 from darkscope.settings import KafkaSettings, SensorSettings, TopicNames
 from darkscope.topics import admin_client, ensure_topics, read_range, watermarks
 from producers.run import publish_simulation
@@ -91,16 +92,39 @@ def publish_sentinels(bootstrap: str, topic: str, partitions: int, ts_ns: int) -
 
 
 def window_written_at(bootstrap: str, topic: str, key: bytes, deadline: float) -> int | None:
-    """Timestamp (ms) of the changelog message that stores the window ``key``."""
+    """Timestamp (ms) of the changelog message that stores the window ``key``.
+
+    Reads each changelog message once (only what was appended since the last look), so that
+    watching costs the machine little while the worker runs.
+    """
+    seen: dict[int, int] = {}
     while time.monotonic() < deadline:
-        marks = watermarks(bootstrap, topic)
-        for msg in read_range(
-            bootstrap, topic, {p: lo for p, (lo, _) in marks.items()}, {p: hi for p, (_, hi) in marks.items()}
-        ):
+        try:
+            marks = watermarks(bootstrap, topic)
+        except BrokerError:  # the worker has not created its changelog yet
+            time.sleep(1)
+            continue
+        start = {p: max(lo, seen.get(p, 0)) for p, (lo, _) in marks.items()}
+        for msg in read_range(bootstrap, topic, start, {p: hi for p, (_, hi) in marks.items()}):
             if msg.key() == key:
                 return int(msg.timestamp()[1])
+        seen = {p: hi for p, (_, hi) in marks.items()}
         time.sleep(1)
     return None
+
+
+def enriched_done(bootstrap: str, topic: str, messages: int, worker: subprocess.Popen[bytes]) -> None:
+    """Wait until the worker has written one enriched message per input message (watching the
+    offsets only: re-reading the topic while the worker runs would take CPU from it)."""
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise SystemExit(f"the worker exited with {worker.returncode}")
+        with contextlib.suppress(BrokerError):
+            if sum(hi for _, hi in watermarks(bootstrap, topic).values()) >= messages:
+                return
+        time.sleep(1)
+    raise SystemExit("the worker did not enrich every batch within 15 minutes")
 
 
 def main() -> None:
@@ -168,23 +192,8 @@ def main() -> None:
                     stderr=subprocess.DEVNULL,
                 )
             try:
-                codec = Codec()
-                done, stamps = 0, []
-                deadline = time.monotonic() + 900
-                while done < total and time.monotonic() < deadline:
-                    time.sleep(2)
-                    if worker.poll() is not None:
-                        raise SystemExit(f"the worker exited with {worker.returncode}")
-                    marks = watermarks(bootstrap, topics.enriched)
-                    done, stamps = 0, []
-                    for msg in read_range(
-                        bootstrap,
-                        topics.enriched,
-                        {p: lo for p, (lo, _) in marks.items()},
-                        {p: hi for p, (_, hi) in marks.items()},
-                    ):
-                        done += int(codec.decode(msg.value() or b"").record["packets"]["count"])
-                        stamps.append(msg.timestamp()[1])
+                inputs = sum(hi for _, hi in watermarks(bootstrap, topics.packets).values())
+                enriched_done(bootstrap, topics.enriched, inputs, worker)
                 counted_at = window_written_at(
                     bootstrap,
                     f"{app_id}-window_counts-changelog",
@@ -197,6 +206,17 @@ def main() -> None:
                     spy.wait(60)
                 worker.terminate()
                 worker.wait(60)
+        codec = Codec()
+        done, stamps = 0, []
+        marks = watermarks(bootstrap, topics.enriched)
+        for msg in read_range(
+            bootstrap,
+            topics.enriched,
+            {p: lo for p, (lo, _) in marks.items()},
+            {p: hi for p, (_, hi) in marks.items()},
+        ):
+            done += int(codec.decode(msg.value() or b"").record["packets"]["count"])
+            stamps.append(msg.timestamp()[1])
         span = (max(stamps) - min(stamps)) / 1000 if len(stamps) > 1 else float("nan")
         # The last data hour closes after all its minutes: counting is done when it is stored.
         counts_span = ((counted_at or 0) - min(stamps)) / 1000

@@ -325,11 +325,15 @@ def _empty_columns() -> tuple[Any, ...]:
 
 
 def _window_value(w: ClosedWindow) -> bytes:
+    """A closed window as the table stores it: JSON with parallel columns."""
     return orjson.dumps(
         {
             "kind": w.kind,
             "size": w.size,
             "start": w.start,
-            "counts": {k: list(v) for k, v in w.counts.items()},
-        }
+            "values": w.values,
+            "packets": w.packets,
+            "sources": w.sources,
+        },
+        option=orjson.OPT_SERIALIZE_NUMPY,
     )

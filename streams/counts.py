@@ -16,8 +16,9 @@ windows when the event-time watermark passes their end:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -127,8 +128,9 @@ def hll_positions(addrs: U64) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uin
     h = _mix64(addrs.astype(np.uint64))
     idx = (h >> np.uint64(64 - HLL_P)).astype(np.int64)
     rest = (h << np.uint64(HLL_P)) | np.uint64(1 << (HLL_P - 1))  # guard bit bounds the rank
-    # rank = leading zeros of `rest` + 1; float64 log2 is exact enough for the top bit.
-    bitlen = np.floor(np.log2(rest.astype(np.float64))).astype(np.int64) + 1
+    # rank = leading zeros of `rest` + 1 = 65 - its bit length, which is the binary exponent
+    # frexp gives (float64 keeps the top bit exact).
+    _, bitlen = np.frexp(rest.astype(np.float64))
     return idx, (65 - bitlen).astype(np.uint8)
 
 
@@ -171,15 +173,41 @@ _INV_POW2 = np.ldexp(1.0, -np.arange(256, dtype=np.int64))
 # -- windows ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ClosedWindow:
-    """Final counts of one window: value -> (packets, unique addresses)."""
+    """Final counts of one window, as columns: per value, packets and unique addresses."""
 
     kind: str
     size: str  # "1m" or "1h"
     start: int  # seconds since the epoch, UTC
-    counts: dict[str, tuple[int, int]]
+    values: list[str]
+    packets: I64
+    sources: I64
     revision: int = 0  # 0 when first closed; n when late rows re-closed it for the n-th time
+
+    @classmethod
+    def of(
+        cls, kind: str, size: str, start: int, counts: Mapping[str, tuple[int, int]], revision: int = 0
+    ) -> ClosedWindow:
+        """A window from ``value -> (packets, unique addresses)``."""
+        pairs = list(counts.values())
+        return cls(
+            kind,
+            size,
+            start,
+            list(counts),
+            np.array([p for p, _ in pairs], np.int64),
+            np.array([u for _, u in pairs], np.int64),
+            revision,
+        )
+
+    @cached_property
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """``value -> (packets, unique addresses)`` (built on first use: most windows are only
+        stored, and their columns serialise without it)."""
+        return dict(
+            zip(self.values, zip(self.packets.tolist(), self.sources.tolist(), strict=True), strict=True)
+        )
 
     @property
     def end(self) -> int:
@@ -270,8 +298,8 @@ class _Hour:
         self.pending = 0
         return keys, ranks
 
-    def counts(self, values: Sequence[str]) -> dict[str, tuple[int, int]]:
-        """value -> (packets, estimated distinct addresses), for values with packets."""
+    def counts(self) -> tuple[npt.NDArray[np.intp], I64, I64]:
+        """Value ids with packets, their packets and estimated distinct addresses."""
         keys, ranks = self._compact()
         vids = np.flatnonzero(self.packets > 0)
         n = len(self.packets)
@@ -281,11 +309,7 @@ class _Hour:
         zeros = m - nonzero
         weights = np.bincount(owner, weights=_INV_POW2[ranks], minlength=n)[:n].astype(np.float64)
         total = zeros + weights
-        est = _estimate(m, zeros, total)[vids]
-        return {
-            values[v]: (c, e)
-            for v, c, e in zip(vids.tolist(), self.packets[vids].tolist(), est.tolist(), strict=True)
-        }
+        return vids, self.packets[vids], _estimate(m, zeros, total)[vids]
 
 
 def _first_of_runs(*sorted_keys: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
@@ -320,6 +344,8 @@ class KindWindows:
         self.retention_s = retention_s
         self.values: list[str] = []
         self._ids: dict[str, int] = {}
+        self._names_array: npt.NDArray[np.object_] = np.zeros(0, dtype=object)
+        self._names_filled = 0
         # Rows of open minutes, not yet reduced, as chunks with their earliest minute: a close
         # touches only the chunks that reach back before the watermark.
         self._open: list[tuple[int, _Rows]] = []
@@ -481,22 +507,45 @@ class KindWindows:
             hour.add_packets(v[sel], n[sel], len(self.values))
             psel = phours_of == hour_start
             hour.add_sources(pv[psel], pa[psel])
-        # One ClosedWindow per minute.
+        # One ClosedWindow per minute, as column slices.
         out = []
-        mins, vals, pk, un = m.tolist(), v.tolist(), n.tolist(), uniq.tolist()
-        bounds = [*np.flatnonzero(_first_of_runs(m)).tolist(), len(mins)]
-        names = self.values
+        names = self._names()[v].tolist()
+        bounds = [*np.flatnonzero(_first_of_runs(m)).tolist(), len(m)]
         for a, b in itertools.pairwise(bounds):
-            start = mins[a]
-            counts = {names[vals[i]]: (pk[i], un[i]) for i in range(a, b)}
+            start = int(m[a])
             self._open_minutes.discard(start)
-            out.append(ClosedWindow(self.kind, "1m", start, counts, self._next_revision("1m", start)))
+            window = ClosedWindow(
+                self.kind, "1m", start, names[a:b], n[a:b], uniq[a:b], self._next_revision("1m", start)
+            )
+            out.append(window)
         return out
+
+    def _names(self) -> npt.NDArray[np.object_]:
+        """The value names as an object array (for fancy indexing; it may be longer than the
+        list), extended as values come, by doubling so that it is not rebuilt every time."""
+        have, want = self._names_filled, len(self.values)
+        if have < want:
+            if want > len(self._names_array):
+                grown = np.empty(max(want, 2 * len(self._names_array)), dtype=object)
+                grown[:have] = self._names_array[:have]
+                self._names_array = grown
+            self._names_array[have:want] = self.values[have:want]
+            self._names_filled = want
+        return self._names_array
 
     def _close_hour(self, start: int) -> ClosedWindow:
         h = self._hours.pop(start)
         self._done_hours[start] = h
-        return ClosedWindow(self.kind, "1h", start, h.counts(self.values), self._next_revision("1h", start))
+        vids, packets, sources = h.counts()
+        return ClosedWindow(
+            self.kind,
+            "1h",
+            start,
+            self._names()[vids].tolist(),
+            packets,
+            sources,
+            self._next_revision("1h", start),
+        )
 
     def flush(self) -> list[ClosedWindow]:
         """Close everything (end of input)."""

@@ -56,18 +56,24 @@ def port_values(
     has_port = np.isin(proto, np.array(list(_PORT_PROTOS), dtype=np.int64))
     code = proto * 65536 + np.where(has_port, dport.astype(np.int64), 0)
     uniq, inverse = np.unique(code, return_inverse=True)
-    labels = []
-    for c in uniq.tolist():
-        p, port = divmod(c, 65536)
-        if p in _PORT_PROTOS:
-            labels.append(f"{port}/{_PORT_PROTOS[p]}")
-        elif p == 1:
-            labels.append("icmp")
-        elif p == 58:
-            labels.append("icmpv6")
-        else:
-            labels.append(f"proto/{p}")
-    return inverse.astype(np.int64), labels
+    return inverse.astype(np.int64), [_PORT_LABELS.get(c) or _port_label(c) for c in uniq.tolist()]
+
+
+_PORT_LABELS: dict[int, str] = {}  # code -> label: at most 4 x 65,536 + 256 of them
+
+
+def _port_label(code: int) -> str:
+    p, port = divmod(code, 65536)
+    if p in _PORT_PROTOS:
+        label = f"{port}/{_PORT_PROTOS[p]}"
+    elif p == 1:
+        label = "icmp"
+    elif p == 58:
+        label = "icmpv6"
+    else:
+        label = f"proto/{p}"
+    _PORT_LABELS[code] = label
+    return label
 
 
 def _victims(b: PacketBatch, rows: npt.NDArray[np.intp]) -> tuple[npt.NDArray[np.int64], list[str]]:

@@ -187,6 +187,9 @@ def source_keys(b: PacketBatch) -> npt.NDArray[np.uint64]:
     return keys
 
 
+_DELTA_MIN = 16384  # new sources indexed apart before a merge into the main index
+
+
 class SourceVerdicts:
     """Per-source confirmation of fingerprints across batches (state of one worker).
 
@@ -215,6 +218,8 @@ class SourceVerdicts:
         self._n = 0
         self._index_keys = np.zeros(0, np.uint64)  # sorted source keys ...
         self._index_rows = np.zeros(0, np.int64)  # ... and their rows
+        self._delta_keys = np.zeros(0, np.uint64)  # sources added since the last merge
+        self._delta_rows = np.zeros(0, np.int64)
         self._keys = np.zeros(1024, np.uint64)
         self._state = np.zeros((1024, len(self._bits) + 3), np.int64)
         self._batch = 0
@@ -242,18 +247,14 @@ class SourceVerdicts:
         uniq, inverse = sources if sources is not None else np.unique(source_keys(b), return_inverse=True)
         matched_any = np.zeros(len(uniq), dtype=bool)
         matched_any[inverse[flags != 0]] = True
-        pos = np.searchsorted(self._index_keys, uniq)
-        found = pos < len(self._index_keys)
-        found[found] = self._index_keys[pos[found]] == uniq[found]
-        row_of = np.full(len(uniq), -1, np.int64)
-        row_of[found] = self._index_rows[pos[found]]
+        row_of = self._rows_of(uniq)
+        found = row_of >= 0
         new = np.flatnonzero(matched_any & ~found)
         if len(new):
             n = self._n
             self._grow(n + len(new))
             row_of[new] = np.arange(n, n + len(new))
-            self._index_keys = np.insert(self._index_keys, pos[new], uniq[new])
-            self._index_rows = np.insert(self._index_rows, pos[new], row_of[new])
+            self._index_new(uniq[new], row_of[new])
             self._keys[n : n + len(new)] = uniq[new]
             self._state[n : n + len(new)] = 0
             self._n += len(new)
@@ -265,11 +266,10 @@ class SourceVerdicts:
         st = self._state[rows]
         # A source first matching in this batch counts its packets from that match on, as if
         # the batch had been fed packet by packet; known sources count every packet.
-        flagged = np.flatnonzero(flags != 0)
-        first = np.full(len(uniq), len(b), np.int64)
         if len(new):
-            hit_sources, first_hit = np.unique(inverse[flagged], return_index=True)
-            first[hit_sources] = flagged[first_hit]
+            flagged = np.flatnonzero(flags != 0)
+            first = np.full(len(uniq), len(b), np.int64)
+            np.minimum.at(first, inverse[flagged], flagged)
             first[found] = 0
             counted = np.arange(len(b)) >= first[inverse]
             st[:, 0] += np.bincount(inverse[counted], minlength=len(uniq))[tracked]
@@ -291,6 +291,33 @@ class SourceVerdicts:
             self._evict()
         return verdict[inverse]
 
+    def _rows_of(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        """Row of each (sorted, distinct) key in the state, -1 for sources not tracked."""
+        row_of = np.full(len(keys), -1, np.int64)
+        for index_keys, index_rows in (
+            (self._index_keys, self._index_rows),
+            (self._delta_keys, self._delta_rows),
+        ):
+            if not len(index_keys):
+                continue
+            pos = np.searchsorted(index_keys, keys)
+            hit = pos < len(index_keys)
+            hit[hit] = index_keys[pos[hit]] == keys[hit]
+            row_of[hit] = index_rows[pos[hit]]
+        return row_of
+
+    def _index_new(self, keys: npt.NDArray[np.uint64], rows: npt.NDArray[np.int64]) -> None:
+        """Index new sources (sorted keys): into a small sorted delta, merged into the main
+        index when it grows, so a batch does not move the whole index to insert a few keys."""
+        at = np.searchsorted(self._delta_keys, keys)
+        self._delta_keys = np.insert(self._delta_keys, at, keys)
+        self._delta_rows = np.insert(self._delta_rows, at, rows)
+        if len(self._delta_keys) > max(_DELTA_MIN, len(self._index_keys) // 8):
+            at = np.searchsorted(self._index_keys, self._delta_keys)
+            self._index_keys = np.insert(self._index_keys, at, self._delta_keys)
+            self._index_rows = np.insert(self._index_rows, at, self._delta_rows)
+            self._delta_keys, self._delta_rows = self._delta_keys[:0], self._delta_rows[:0]
+
     def _grow(self, rows: int) -> None:
         if rows > len(self._keys):
             size = max(rows, 2 * len(self._keys))
@@ -309,6 +336,7 @@ class SourceVerdicts:
         self._n = self.capacity
         order = np.argsort(self._keys[: self._n])
         self._index_keys, self._index_rows = self._keys[: self._n][order], order.astype(np.int64)
+        self._delta_keys, self._delta_rows = self._delta_keys[:0], self._delta_rows[:0]
 
     def confirmed(self, bit: Fingerprint) -> set[int]:
         """Source keys confirmed for ``bit`` so far."""

@@ -14,7 +14,10 @@
 ``enrich`` looks up each distinct source address of a batch once (``np.unique``), remembers
 per-address answers across batches in a bounded cache (oldest evicted first), and returns
 per-batch dictionaries with index columns, as the EnrichedBatch schema stores them. IPv4-mapped
-IPv6 sources (``::ffff:a.b.c.d``) are looked up as the IPv4 address they carry.
+IPv6 sources (``::ffff:a.b.c.d``) are looked up as the IPv4 address they carry. IPv4 answers
+are remembered per network (one lookup answers every address of its network); new IPv4
+addresses are looked up together by walking the search trees with NumPy
+(:mod:`streams.mmdb_tree`), and maxminddb decodes each distinct data record once.
 Unknown region: ``ZZ`` / ``Unknown``; unknown AS: ``0`` / ``""``.
 """
 
@@ -35,6 +38,7 @@ import numpy.typing as npt
 
 from darkscope.errors import ConfigError, SchemaMismatch
 from schemas.batch import PacketBatch
+from streams.mmdb_tree import SearchTree
 
 __all__ = [
     "DEFAULT_CACHE_SIZE",
@@ -57,6 +61,7 @@ _MAX_DICT = 1 << 16  # dictionary indexes are <u2
 
 U16Array = npt.NDArray[np.uint16]
 U32Array = npt.NDArray[np.uint32]
+I64 = npt.NDArray[np.int64]
 _REGION_MASK = 0xFFFF  # packed answer: as_id << 16 | region_id
 
 
@@ -127,6 +132,11 @@ def _open(path: Path, what: str) -> maxminddb.Reader:
         raise ConfigError(f"{what} database {path} cannot be read: {exc}") from exc
 
 
+def _tree(path: Path, reader: maxminddb.Reader) -> SearchTree:
+    meta = reader.metadata()
+    return SearchTree(path, int(meta.node_count), int(meta.record_size), int(meta.ip_version))
+
+
 def _get(reader: maxminddb.Reader, addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Any:
     """The raw record of ``addr``, or None (also for IPv6 in an IPv4-only database)."""
     try:
@@ -181,6 +191,10 @@ class GeoResolver:
             raise ConfigError(f"geo cache size must be >= 0, not {cache_size}")
         self._city = _open(city_db, "city/country")
         self._asn = _open(asn_db, "ASN") if asn_db is not None else None
+        self._city_tree = _tree(city_db, self._city)
+        self._asn_tree = _tree(asn_db, self._asn) if asn_db is not None and self._asn is not None else None
+        # (city record, AS record) pointers -> packed answer: records are few next to networks.
+        self._record_answers: dict[int, int] = {}
         self.geo_db_version = db_version(self._city)
         self.asn_db_version = db_version(self._asn) if self._asn is not None else ""
         # Address (IPv4 int or IPv6 bytes) -> packed answer `as_id << 16 | region_id`. Evicts
@@ -217,8 +231,11 @@ class GeoResolver:
     def close(self) -> None:
         """Close the database files."""
         self._city.close()
+        self._city_tree.close()
         if self._asn is not None:
             self._asn.close()
+        if self._asn_tree is not None:
+            self._asn_tree.close()
 
     def __enter__(self) -> GeoResolver:
         return self
@@ -277,24 +294,35 @@ class GeoResolver:
         as_id = self._intern_as(*_asn(_get(self._asn, addr) if self._asn is not None else rec))
         return as_id << 16 | region
 
-    def _resolve4(self, ip: int) -> tuple[int, int, int]:
-        """Ask the databases about one IPv4 address: (packed answer, network lo, network hi).
+    def _resolve4_many(self, ips: npt.NDArray[np.uint32]) -> tuple[I64, I64, I64]:
+        """Ask the databases about IPv4 addresses: (packed answer, network lo, network hi) each.
 
-        The network is the largest block around ``ip`` on which both databases give the same
-        answer: the more specific of the two networks that contain it.
+        The search trees are walked for all addresses at once (:mod:`streams.mmdb_tree`) and
+        each distinct data record is decoded once, by maxminddb, through one of its addresses.
+        The network is the more specific of the two databases' networks around the address.
         """
-        addr = ipaddress.IPv4Address(ip)
-        rec, plen = self._city.get_with_prefix_len(addr)
-        if self._asn is not None:
-            as_rec, as_plen = self._asn.get_with_prefix_len(addr)
-            plen = max(plen, as_plen)
+        city_rec, plen = self._city_tree.lookup4(ips)
+        if self._asn is not None and self._asn_tree is not None:
+            as_rec, as_plen = self._asn_tree.lookup4(ips)
+            plen = np.maximum(plen, as_plen)
         else:
-            as_rec = rec
-        region = self._intern_region(*_region(rec))
-        as_id = self._intern_as(*_asn(as_rec))
-        plen = min(max(int(plen), 0), 32)
-        mask = (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
-        return as_id << 16 | region, ip & mask, (ip & mask) | (~mask & 0xFFFFFFFF)
+            as_rec = city_rec
+        pairs = city_rec << 32 | as_rec
+        uniq, first, inverse = np.unique(pairs, return_index=True, return_inverse=True)
+        known = self._record_answers
+        answer = np.empty(len(uniq), np.int64)
+        for j, (pair, i) in enumerate(zip(uniq.tolist(), first.tolist(), strict=True)):
+            got = known.get(pair)
+            if got is None:
+                got = self._resolve(int(ips[i]))
+                if self._cache_size:
+                    if len(known) >= 4 * self._cache_size:
+                        known.clear()
+                    known[pair] = got
+            answer[j] = got
+        mask = (np.int64(0xFFFFFFFF) << (32 - plen)) & 0xFFFFFFFF
+        lo = ips.astype(np.int64) & mask
+        return answer[inverse], lo, lo | (~mask & 0xFFFFFFFF)
 
     def _answers4(self, addrs: npt.NDArray[np.uint32]) -> npt.NDArray[np.int64]:
         """Packed answer per distinct IPv4 address (sorted), from the known networks or the databases."""
@@ -308,31 +336,24 @@ class GeoResolver:
         self.hits += len(addrs) - len(missing)
         if not len(missing):
             return packed
-        new_lo: list[int] = []
-        new_hi: list[int] = []
-        new_ans: list[int] = []
-        hi = -1
-        for i, ip in zip(missing.tolist(), addrs[missing].tolist(), strict=True):
-            if ip > hi:  # sorted: an address past the last network found needs a lookup
-                self.misses += 1
-                answer, lo, hi = self._resolve4(ip)
-                new_lo.append(lo)
-                new_hi.append(hi)
-                new_ans.append(answer)
-            else:
-                self.hits += 1
-            packed[i] = answer
+        ips = addrs[missing]
+        answers, lo, hi = self._resolve4_many(ips)
+        packed[missing] = answers
+        # Several new addresses of one network: remember the network once.
+        lo, first = np.unique(lo, return_index=True)
+        self.misses += len(lo)
+        self.hits += len(missing) - len(lo)
+        new_lo, new_hi, new_ans = lo.astype(np.uint32), hi[first].astype(np.uint32), answers[first]
         if self._cache_size:
             if len(self._lo) + len(new_lo) > self._cache_size:
                 # Full: start again from this batch's networks (cheaper than tracking age).
                 self._lo, self._hi = np.zeros(0, np.uint32), np.zeros(0, np.uint32)
                 self._ans = np.zeros(0, np.int64)
             keep = slice(0, self._cache_size)
-            starts = np.concatenate([self._lo, np.array(new_lo[keep], np.uint32)])
-            order = np.argsort(starts, kind="stable")
-            self._lo = starts[order]
-            self._hi = np.concatenate([self._hi, np.array(new_hi[keep], np.uint32)])[order]
-            self._ans = np.concatenate([self._ans, np.array(new_ans[keep], np.int64)])[order]
+            at = np.searchsorted(self._lo, new_lo[keep])  # both sorted: one merge
+            self._lo = np.insert(self._lo, at, new_lo[keep])
+            self._hi = np.insert(self._hi, at, new_hi[keep])
+            self._ans = np.insert(self._ans, at, new_ans[keep])
         return packed
 
     def _answers(self, keys: list[int] | list[bytes]) -> npt.NDArray[np.int64]:

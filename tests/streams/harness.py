@@ -101,7 +101,10 @@ def windows(bootstrap: str, app_id: str) -> dict[tuple[str, str, int], dict[str,
         return {}
     for m in msgs:
         kind, size, start = (m.key() or b"").decode().split("|")
-        out[(kind, size, int(start))] = orjson.loads(m.value() or b"{}")["counts"]
+        w = orjson.loads(m.value() or b"{}")
+        out[(kind, size, int(start))] = {
+            v: [p, s] for v, p, s in zip(w["values"], w["packets"], w["sources"], strict=True)
+        }
     return out
 
 

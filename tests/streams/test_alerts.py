@@ -13,7 +13,7 @@ T0 = 1_648_771_200
 def hours(series: dict[str, list[int]], kind: str = "port") -> list[ClosedWindow]:
     n = len(next(iter(series.values())))
     return [
-        ClosedWindow(
+        ClosedWindow.of(
             kind, "1h", T0 + 3600 * i, {k: (v[i], max(1, v[i] // 10)) for k, v in series.items() if v[i]}
         )
         for i in range(n)
@@ -64,7 +64,7 @@ def test_port_entering_the_top_ten() -> None:
 
 def test_mirai_burst_from_one_region_counts_sources() -> None:
     windows = [
-        ClosedWindow(
+        ClosedWindow.of(
             "fp_region",
             "1h",
             T0 + 3600 * i,
@@ -79,8 +79,8 @@ def test_mirai_burst_from_one_region_counts_sources() -> None:
 def test_backscatter_episode_needs_a_minute_of_sustained_replies() -> None:
     det = AlertDetector()
     victim = "203.0.113.9"
-    w1 = ClosedWindow("victim", "1m", T0, {victim: (45, 40), "192.0.2.1": (3, 3)})
-    w2 = ClosedWindow("victim", "1m", T0 + 60, {victim: (50, 44)})
+    w1 = ClosedWindow.of("victim", "1m", T0, {victim: (45, 40), "192.0.2.1": (3, 3)})
+    w2 = ClosedWindow.of("victim", "1m", T0 + 60, {victim: (50, 44)})
     assert det.observe(w1) == []
     alerts = det.observe(w2)
     assert [(a["kind"], a["key"]) for a in alerts] == [("backscatter_episode", victim)]

@@ -1,22 +1,27 @@
 """Benchmark: packets/s from the enriched topic into chDB through the sink, against a raw
-clickhouse-connect ``insert_arrow`` of the same columns into the same schema, in the same run.
+clickhouse-connect insert of the same columns into the same schema, in the same run.
 
 Simulates and enriches a stretch of 2022Q2 in-process (as a worker would), publishes the
 EnrichedBatch frames to a fresh enriched topic (4 partitions), then alternates:
 
-- raw: the same rows, already as Arrow tables grouped as the sink groups them (per partition,
-  about ``--batch-rows`` rows), inserted with ``client.insert_arrow`` into a fresh database with
-  the full schema (raw table + the eight rollup views); only the insert calls are timed;
+- raw (the reference): the same rows, grouped as the sink groups them (per partition, about
+  ``--batch-rows`` rows) and encoded beforehand as the sink encodes them (one ClickHouse Native
+  block per insert, :mod:`sinks.native`), inserted with ``client.raw_insert(fmt="Native")``
+  with the sink's insert settings and one deduplication token per insert, into a fresh
+  database with the full schema (raw table + the eight rollup views); only the insert calls
+  are timed. So it is the floor of what the store costs, without Kafka, decoding or encoding;
 - raw, table only: the same into a database that has the raw table and no views;
+- raw insert_arrow: the same groups as Arrow tables through ``client.insert_arrow`` (the
+  sink's previous path), full schema, for comparison;
 - sink: :class:`sinks.sink.Sink` consumes the topic (own consumer group) into a fresh database
   with the full schema; the rate is rows / (last commit - first batch read), so consumer-group
-  start-up is not counted. It includes Kafka fetch, Avro decode, Arrow build, the intent and
-  offset commits, and the same inserts.
+  start-up is not counted. It includes Kafka fetch, Avro decode, the Native block build, the
+  intent and offset commits, and the same inserts.
 
 The best of ``--repeat`` runs of each is printed. Needs a broker: DARKSCOPE_BOOTSTRAP (default
 127.0.0.1:9092). Prints figures, never asserts.
 
-    .venv/bin/python bench/sink.py [--rows 1000000] [--batch-size 10000] [--batch-rows 200000]
+    .venv/bin/python bench/sink.py [--rows 1000000] [--batch-size 10000] [--batch-rows 500000]
 """
 
 from __future__ import annotations
@@ -39,9 +44,10 @@ from darkscope.topics import admin_client, ensure_topics
 from producers.simulate import simulate_quarter
 from schemas.codec import Codec
 from sinks.arrow import EnrichedColumns, arrow_table, columns_from_record
-from sinks.schema import MIGRATIONS
+from sinks.native import native_block
+from sinks.schema import MIGRATIONS, RAW_PART_SETTINGS
 from sinks.sink import Sink
-from sinks.store import INSERT_SETTINGS, Store
+from sinks.store import Store
 from streams.enrich import Enricher
 from streams.fingerprints import SourceVerdicts
 from streams.geo import GeoResolver
@@ -100,30 +106,39 @@ def sink_groups(frames: list[bytes], batch_rows: int) -> list[list[EnrichedColum
     return groups
 
 
-def fresh_database(dsn: str, name: str, steps: int | None = None) -> Store:
-    """A new database in the store with the whole schema (or its first ``steps`` steps)."""
+def fresh_database(dsn: str, name: str, table_only: bool = False) -> Store:
+    """A new database in the store with the whole schema (or only the raw table, as migrated)."""
     with Store.open(dsn) as admin:
         admin.client.command(f"CREATE DATABASE {name}")
     store = Store.open(dsn, database=name)
-    if steps is None:
-        store.migrate()
+    if table_only:
+        for statement in [*MIGRATIONS[0].statements, RAW_PART_SETTINGS]:
+            store.client.command(statement)
     else:
-        for step in MIGRATIONS[:steps]:
-            for statement in step.statements:
-                store.client.command(statement)
+        store.migrate()
     return store
 
 
 def raw_insert(store: Store, groups: list[list[EnrichedColumns]], tag: str) -> float:
-    """Rows/s of plain client.insert_arrow calls (tables built beforehand), with the sink's
-    insert settings and one deduplication token per insert, so the server does the same work."""
+    """Rows/s of plain client.raw_insert(fmt="Native") calls (blocks built beforehand), with the
+    sink's insert settings and one deduplication token per insert, so the server does the same work."""
+    blocks = [native_block(g) for g in groups]
+    rows = sum(len(c) for g in groups for c in g)
+    t0 = time.perf_counter()
+    for i, (columns, block) in enumerate(blocks):
+        store.client.raw_insert(
+            "packets", columns, block, settings=store.insert_settings(f"{tag}:{i}"), fmt="Native"
+        )
+    return rows / (time.perf_counter() - t0)
+
+
+def raw_insert_arrow(store: Store, groups: list[list[EnrichedColumns]], tag: str) -> float:
+    """Rows/s of plain client.insert_arrow calls (tables built beforehand), same settings."""
     tables = [arrow_table(g) for g in groups]
     rows = sum(t.num_rows for t in tables)
     t0 = time.perf_counter()
     for i, t in enumerate(tables):
-        store.client.insert_arrow(
-            "packets", t, settings={**INSERT_SETTINGS, "insert_deduplication_token": f"{tag}:{i}"}
-        )
+        store.client.insert_arrow("packets", t, settings=store.insert_settings(f"{tag}:{i}"))
     return rows / (time.perf_counter() - t0)
 
 
@@ -157,14 +172,16 @@ def main() -> None:
     publish(bootstrap, topics.enriched, frames)
     del frames
 
-    raw_rates, table_rates, sink_rates = [], [], []
+    raw_rates, table_rates, arrow_rates, sink_rates = [], [], [], []
     with tempfile.TemporaryDirectory(prefix="darkscope-bench-sink-") as tmp:
         dsn = f"chdb://{tmp}/store"
         for run in range(args.repeat):
             with fresh_database(dsn, f"raw_{run}") as store:
                 raw_rates.append(raw_insert(store, groups, f"raw-{run}"))
-            with fresh_database(dsn, f"table_{run}", steps=1) as store:
+            with fresh_database(dsn, f"table_{run}", table_only=True) as store:
                 table_rates.append(raw_insert(store, groups, f"table-{run}"))
+            with fresh_database(dsn, f"arrow_{run}") as store:
+                arrow_rates.append(raw_insert_arrow(store, groups, f"arrow-{run}"))
             settings = SinkSettings(
                 dsn=dsn, group_id=f"bench-sink-{tag}-{run}", batch_rows=args.batch_rows, linger=0.5
             )
@@ -193,13 +210,15 @@ def main() -> None:
                     print(f"  sink run {run}: stored {stats.rows} of {rows} rows!")
                 sink_rates.append(stats.rows_per_second())
             print(
-                f"  run {run}: raw insert_arrow {raw_rates[-1] / 1e6:.2f} M rows/s, "
-                f"table only {table_rates[-1] / 1e6:.2f} M rows/s, sink {sink_rates[-1] / 1e6:.2f} M rows/s"
+                f"  run {run}: raw Native {raw_rates[-1] / 1e6:.2f} M rows/s, "
+                f"table only {table_rates[-1] / 1e6:.2f}, insert_arrow {arrow_rates[-1] / 1e6:.2f}, "
+                f"sink {sink_rates[-1] / 1e6:.2f} M rows/s"
             )
     admin_client(bootstrap).delete_topics([topics.enriched, topics.sensors, topics.deadletter])
-    raw, table, sink = max(raw_rates), max(table_rates), max(sink_rates)
-    print(f"raw insert_arrow, full schema (packets + 8 rollup views): {raw / 1e6:6.2f} M rows/s")
-    print(f"raw insert_arrow, packets table only:                    {table / 1e6:6.2f} M rows/s")
+    raw, table, arrow, sink = max(raw_rates), max(table_rates), max(arrow_rates), max(sink_rates)
+    print(f"raw Native raw_insert, full schema (packets + 8 rollups): {raw / 1e6:6.2f} M rows/s")
+    print(f"raw Native raw_insert, packets table only:               {table / 1e6:6.2f} M rows/s")
+    print(f"raw insert_arrow (Arrow), full schema:                   {arrow / 1e6:6.2f} M rows/s")
     print(f"sink, enriched topic -> chDB, full schema:               {sink / 1e6:6.2f} M rows/s")
     print(f"sink / raw (same schema): {sink / raw:.2f}   (floor: 1M rows/s and 0.5)")
 

@@ -22,7 +22,13 @@ from schemas.codec import Codec, column_dtypes_of, unpack_columns
 from schemas.registry import default_schemas
 from streams.enrich import ENRICHED_BATCH, Enriched
 
-__all__ = ["EnrichedColumns", "arrow_table", "columns_from_enriched", "columns_from_record"]
+__all__ = [
+    "EnrichedColumns",
+    "arrow_table",
+    "columns_from_enriched",
+    "columns_from_record",
+    "merged_dictionary",
+]
 
 Array = npt.NDArray[Any]
 
@@ -178,7 +184,7 @@ def _concat(parts: Sequence[EnrichedColumns], get: Any) -> Array:
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
 
 
-def _merged_dict(
+def merged_dictionary(
     parts: Sequence[EnrichedColumns], idx_of: Any, values_of: Any, names_of: Any = None
 ) -> tuple[Array, list[str], list[str]]:
     """One dictionary for several batches: remap each batch's codes into the union."""
@@ -221,15 +227,15 @@ def arrow_table(parts: Sequence[EnrichedColumns]) -> pa.Table:
         data[name] = _ipv6(_concat(parts, lambda p, c=name: p.batch[c]))
     for name, typ in _PLAIN.items():
         data[name] = pa.array(_concat(parts, lambda p, c=name: p.batch[c]), typ)
-    codes, services, _ = _merged_dict(parts, lambda p: p.service_idx, lambda p: p.services)
+    codes, services, _ = merged_dictionary(parts, lambda p: p.service_idx, lambda p: p.services)
     data["service"] = _dict(codes, services)
-    codes, regions, region_names = _merged_dict(
+    codes, regions, region_names = merged_dictionary(
         parts, lambda p: p.region_idx, lambda p: p.regions, lambda p: p.region_names
     )
     data["region"] = _dict(codes, regions)
     data["region_name"] = _dict(codes, region_names)
     data["asn"] = pa.array(_concat(parts, lambda p: p.asn), pa.uint32())
-    codes, orgs, _ = _merged_dict(parts, lambda p: p.as_org_idx, lambda p: p.as_orgs)
+    codes, orgs, _ = merged_dictionary(parts, lambda p: p.as_org_idx, lambda p: p.as_orgs)
     data["as_org"] = _dict(codes, orgs)
     data["fp_flags"] = pa.array(_concat(parts, lambda p: p.fp_flags), pa.uint16())
     data["fp_verdict"] = pa.array(_concat(parts, lambda p: p.fp_verdict), pa.uint16())

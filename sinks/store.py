@@ -8,10 +8,13 @@ One code path serves both kinds of DSN through clickhouse-connect:
 - ``http(s)://user:password@host:port/database`` — a ClickHouse server (many readers and
   writers at once).
 
-Inserts are Arrow tables (``insert_arrow``). An insert with a ``dedup_token`` is idempotent:
-every table keeps its recent block ids (``non_replicated_deduplication_window``) and
-``deduplicate_blocks_in_dependent_materialized_views`` extends that to the rollups, so a retried
-insert — even one that a crash cut short after some tables were written — adds nothing twice.
+Enriched packets go in as one ClickHouse Native block per insert, built from the NumPy columns
+(:mod:`sinks.native`, clickhouse-connect's ``raw_insert(fmt="Native")``); ``insert_arrow``
+takes any Arrow table. An insert with a ``dedup_token`` is idempotent: every table keeps its
+recent block ids (``non_replicated_deduplication_window``) and
+``deduplicate_blocks_in_dependent_materialized_views`` extends that to the rollups (the daily
+ones too, which the hourly ones feed), so a retried insert — even one that a crash cut short
+after some tables were written — adds nothing twice.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError,
 
 from darkscope.errors import QueryFailed, StoreLocked, StoreUnavailable
 from schemas.codec import Codec
-from sinks.arrow import EnrichedColumns, arrow_table, columns_from_enriched, columns_from_record
+from sinks.arrow import EnrichedColumns, columns_from_enriched, columns_from_record
+from sinks.native import native_block
 from sinks.schema import MIGRATIONS, SCHEMA_MIGRATIONS, ttl_statement
 from streams.enrich import Enriched
 
@@ -225,22 +229,37 @@ class Store:
         rows = sum(len(p) for p in parts)
         if rows == 0:
             return 0
-        self.insert_arrow("packets", arrow_table(parts), dedup_token)
+        columns, block = native_block(parts)
+        self.insert_native("packets", columns, block, dedup_token)
         return rows
+
+    def insert_native(
+        self, table: str, columns: Sequence[str], block: bytes, dedup_token: str | None = None
+    ) -> None:
+        """Insert a ClickHouse Native block of ``columns`` (StoreUnavailable when ClickHouse
+        cannot take it now)."""
+        try:
+            self.client.raw_insert(
+                table, list(columns), block, settings=self.insert_settings(dedup_token), fmt="Native"
+            )
+        except (OperationalError, DatabaseError) as exc:
+            raise StoreUnavailable(f"insert into {table} failed: {exc}") from exc
 
     def insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None = None) -> None:
         """Insert an Arrow table (StoreUnavailable when ClickHouse cannot take it now)."""
+        try:
+            self.client.insert_arrow(table, data, settings=self.insert_settings(dedup_token))
+        except (OperationalError, DatabaseError) as exc:
+            raise StoreUnavailable(f"insert into {table} failed: {exc}") from exc
+
+    def insert_settings(self, dedup_token: str | None = None) -> dict[str, Any]:
+        """The settings of an insert: deduplicated by ``dedup_token``, or not at all without one."""
         settings: dict[str, Any] = dict(INSERT_SETTINGS)
         if dedup_token is None:
             settings.update(self._no_dedup)
         else:
             settings["insert_deduplication_token"] = dedup_token
-        try:
-            self.client.insert_arrow(table, data, settings=settings)
-        except OperationalError as exc:
-            raise StoreUnavailable(f"insert into {table} failed: {exc}") from exc
-        except DatabaseError as exc:
-            raise StoreUnavailable(f"insert into {table} failed: {exc}") from exc
+        return settings
 
     def insert_sensor_health(self, records: Sequence[Mapping[str, Any]]) -> int:
         """Insert SensorHealth records (as decoded); a record inserted twice collapses."""

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -190,7 +192,7 @@ def main() -> None:
                 if args.profile:
                     spy = subprocess.Popen(
                         [
-                            "py-spy",
+                            shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
                             "record",
                             "-o",
                             args.profile,
@@ -204,7 +206,7 @@ def main() -> None:
                     )
                 stats = Sink(store, settings, kafka, topics).run(exit_when_idle=2.0)
                 if spy is not None:
-                    spy.terminate()
+                    spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT, not SIGTERM
                     spy.wait()
                 if stats.rows != rows:
                     print(f"  sink run {run}: stored {stats.rows} of {rows} rows!")

@@ -21,7 +21,7 @@ EnrichedBatch frames to a fresh enriched topic (4 partitions), then alternates:
 The best of ``--repeat`` runs of each is printed. Needs a broker: DARKSCOPE_BOOTSTRAP (default
 127.0.0.1:9092). Prints figures, never asserts.
 
-    .venv/bin/python bench/sink.py [--rows 1000000] [--batch-size 10000] [--batch-rows 500000]
+    .venv/bin/python bench/sink.py [--rows 1000000] [--batch-size 10000] [--batch-rows 200000]
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ class AlertDetector:
             alerts += self._backscatter(w)
         if w.size == self.t.window and w.kind in SURGE_KINDS:
             hist = self._history.setdefault((w.kind, w.size), deque(maxlen=self.t.baseline_windows))
-            top = self._top(w.counts) if w.kind == "port" else []
+            top = self._top(w) if w.kind == "port" else []
             if len(hist) >= self.t.min_history:
                 alerts += self._surges(w, hist)
                 if w.kind == "port":
@@ -87,13 +87,14 @@ class AlertDetector:
     def _surges(self, w: ClosedWindow, hist: deque[dict[str, tuple[int, int]]]) -> list[dict[str, Any]]:
         out = []
         kind = SURGE_KINDS[w.kind]
-        for key, (packets, sources) in w.counts.items():
+        # Mirai bursts are about bots (sources); port/region surges about packets.
+        metric = "sources" if w.kind == "fp_region" else "packets"
+        column, floor = (
+            (w.sources, self.t.min_sources) if metric == "sources" else (w.packets, self.t.min_packets)
+        )
+        for i in np.flatnonzero(column >= floor).tolist():  # most values are far below the floor
+            key, observed = w.values[i], int(column[i])
             if w.kind == "fp_region" and not key.startswith("mirai/"):
-                continue
-            # Mirai bursts are about bots (sources); port/region surges about packets.
-            metric, observed = ("sources", sources) if w.kind == "fp_region" else ("packets", packets)
-            floor = self.t.min_sources if metric == "sources" else self.t.min_packets
-            if observed < floor:
                 continue
             series = np.array([h.get(key, (0, 0))[1 if metric == "sources" else 0] for h in hist], float)
             med = float(np.median(series))
@@ -119,11 +120,17 @@ class AlertDetector:
                 )
         return out
 
-    def _top(self, counts: dict[str, tuple[int, int]]) -> list[str]:
+    def _top(self, w: ClosedWindow) -> list[str]:
         """The top-N values by packets (ties by name)."""
-        return [
-            k for k, _ in heapq.nsmallest(self.t.top_n, counts.items(), key=lambda kv: (-kv[1][0], kv[0]))
-        ]
+        n = self.t.top_n
+        if len(w.packets) > n:
+            # Only values with at least the N-th largest count can be in the top N.
+            nth = np.partition(w.packets, len(w.packets) - n)[len(w.packets) - n]
+            rows = np.flatnonzero(w.packets >= nth).tolist()
+        else:
+            rows = list(range(len(w.packets)))
+        pairs = [(w.values[i], int(w.packets[i])) for i in rows]
+        return [k for k, _ in heapq.nsmallest(n, pairs, key=lambda kv: (-kv[1], kv[0]))]
 
     def _new_top(
         self, w: ClosedWindow, hist: deque[dict[str, tuple[int, int]]], top: list[str]

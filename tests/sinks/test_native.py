@@ -126,7 +126,7 @@ def test_a_store_migrated_before_step_5_gets_daily_rollups_from_the_hourly_ones(
                 column_names=["version", "name", "applied_at"],
             )
         assert "rollup_asn_hour" not in _view(s, "rollup_asn_day_mv")
-        assert s.migrate() == MIGRATIONS[-1].version == 5
+        assert s.migrate() == MIGRATIONS[-1].version
         for name in ("port", "region", "asn", "fp_region"):
             assert f"rollup_{name}_hour" in _view(s, f"rollup_{name}_day_mv")
         engine = str(

@@ -15,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = [
+    "ALL_SETTINGS",
     "ReportSettings",
     "BrokerSettings",
     "KafkaSettings",
@@ -192,18 +193,22 @@ class ReportSettings(BaseSettings):
     top_episodes: int = Field(5, ge=0, description="Largest backscatter (DoS) episodes listed as events.")
 
 
+# Every settings class, in the order the README's table lists them.
+ALL_SETTINGS: tuple[type[BaseSettings], ...] = (
+    KafkaSettings,
+    TopicNames,
+    BrokerSettings,
+    SensorSettings,
+    WorkerSettings,
+    SinkSettings,
+    ReportSettings,
+)
+
+
 def settings_table() -> str:
     """The README's settings table, one row per setting, from the classes above."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for cls in (
-        KafkaSettings,
-        TopicNames,
-        BrokerSettings,
-        SensorSettings,
-        WorkerSettings,
-        SinkSettings,
-        ReportSettings,
-    ):
+    for cls in ALL_SETTINGS:
         prefix = str(cls.model_config.get("env_prefix", ""))
         for name, field in cls.model_fields.items():
             if field.default_factory is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,7 @@ __all__ = [
     "Codec",
     "Message",
     "column_dtypes_of",
+    "dead_letter",
     "pack_columns",
     "read_fingerprint",
     "unpack_columns",
@@ -218,3 +220,38 @@ def unpack_columns(
         if rows is not None and len(out[name]) != rows:
             raise UndecodableMessage(f"column {name} has {len(out[name])} rows, expected {rows}")
     return out
+
+
+def dead_letter(
+    codec: Codec,
+    stage: str,
+    reason: str,
+    error: str,
+    where: tuple[str, int, int],
+    payload: bytes,
+    key: bytes | None,
+) -> bytes:
+    """A DeadLetter frame: why a message was rejected, by which stage, where it was
+    (topic, partition, offset), and the message itself with its writer fingerprint if any."""
+    try:
+        fp: int | None = read_fingerprint(payload)
+    except UndecodableMessage:
+        fp = None
+    if fp is not None and fp >= 2**63:
+        fp -= 2**64  # Avro long is signed
+    topic, partition, offset = where
+    return codec.encode(
+        "darkscope.DeadLetter",
+        {
+            "reason": reason,
+            "error": error[:2000],
+            "source_topic": topic,
+            "source_partition": partition,
+            "source_offset": offset,
+            "stage": stage,
+            "ts": datetime.now(tz=UTC),
+            "schema_fingerprint": fp,
+            "key": key,
+            "payload": payload,
+        },
+    )

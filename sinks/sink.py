@@ -26,7 +26,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
@@ -34,12 +33,12 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from darkscope.errors import CodecError, StoreUnavailable, UndecodableMessage
 from darkscope.settings import KafkaSettings, SinkSettings, TopicNames
 from producers.kafka import Publisher
-from schemas.codec import Codec, read_fingerprint
+from schemas.codec import dead_letter
 from sinks.arrow import EnrichedColumns, columns_from_record
 from sinks.store import Store
 from streams.enrich import ENRICHED_BATCH
 
-__all__ = ["INTENT_PREFIX", "Sink", "SinkStats", "dead_letter", "parse_intent"]
+__all__ = ["INTENT_PREFIX", "Sink", "SinkStats", "parse_intent"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,32 +79,6 @@ class _Group:
     rows: int = 0
     parts: list[EnrichedColumns] = field(default_factory=list)
     dead: list[tuple[str, str, Message]] = field(default_factory=list)
-
-
-def dead_letter(codec: Codec, reason: str, error: str, msg: Message) -> bytes:
-    """A DeadLetter frame (stage ``sink``) for a message the sink could not read."""
-    payload = bytes(msg.value() or b"")
-    try:
-        fp: int | None = read_fingerprint(payload)
-    except CodecError:
-        fp = None
-    if fp is not None and fp >= 2**63:
-        fp -= 2**64  # Avro long is signed
-    return codec.encode(
-        "darkscope.DeadLetter",
-        {
-            "reason": reason,
-            "error": error[:2000],
-            "source_topic": str(msg.topic()),
-            "source_partition": int(msg.partition() or 0),
-            "source_offset": int(msg.offset() or 0),
-            "stage": "sink",
-            "ts": datetime.now(tz=UTC),
-            "schema_fingerprint": fp,
-            "key": msg.key(),
-            "payload": payload,
-        },
-    )
 
 
 def parse_intent(metadata: str | None) -> tuple[int, int] | None:
@@ -374,7 +347,16 @@ class Sink:
     def _send_dead(self, reason: str, error: str, msg: Message) -> None:
         self.stats.dead += 1
         logger.warning("dead letter from %s[%s]@%s: %s", msg.topic(), msg.partition(), msg.offset(), error)
-        self._dead.send(self.topics.deadletter, dead_letter(self.codec, reason, error, msg), packets=0)
+        frame = dead_letter(
+            self.codec,
+            "sink",
+            reason,
+            error,
+            (str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)),
+            bytes(msg.value() or b""),
+            msg.key(),
+        )
+        self._dead.send(self.topics.deadletter, frame, packets=0)
 
     def _commit(self, offsets: list[TopicPartition]) -> bool:
         try:

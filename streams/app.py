@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import faust
@@ -26,7 +25,7 @@ import orjson
 
 from darkscope.errors import CodecError, DarkscopeError
 from darkscope.settings import KafkaSettings, TopicNames, WorkerSettings
-from schemas.codec import Codec, read_fingerprint
+from schemas.codec import Codec, dead_letter
 from streams.alerts import AlertDetector, AlertThresholds
 from streams.counts import KINDS, ClosedWindow, KindWindows, Partial, WatermarkTracker
 from streams.enrich import Enricher, decode_partial
@@ -102,40 +101,6 @@ class WorkerState:
         return self.detector
 
 
-def dead_letter(
-    codec: Codec,
-    reason: str,
-    error: str,
-    topic: str,
-    partition: int,
-    offset: int,
-    payload: bytes,
-    key: bytes | None,
-) -> bytes:
-    """A DeadLetter frame for a message the worker could not process."""
-    try:
-        fp: int | None = read_fingerprint(payload)
-    except CodecError:
-        fp = None
-    if fp is not None and fp >= 2**63:
-        fp -= 2**64  # Avro long is signed
-    return codec.encode(
-        "darkscope.DeadLetter",
-        {
-            "reason": reason,
-            "error": error[:2000],
-            "source_topic": topic,
-            "source_partition": partition,
-            "source_offset": offset,
-            "stage": "worker",
-            "ts": datetime.now(tz=UTC),
-            "schema_fingerprint": fp,
-            "key": key,
-            "payload": payload,
-        },
-    )
-
-
 def _reason(exc: Exception) -> str:
     from darkscope.errors import UnknownSchema
 
@@ -193,11 +158,10 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
         await dead_topic.send(
             value=dead_letter(
                 state.codec,
+                "worker",
                 reason,
                 str(exc),
-                msg.topic,
-                msg.partition,
-                msg.offset,
+                (msg.topic, msg.partition, msg.offset),
                 bytes(msg.value or b""),
                 msg.key,
             )

@@ -9,26 +9,10 @@ import pytest
 import yaml
 
 from darkscope.cli import main
-from darkscope.settings import (
-    BrokerSettings,
-    KafkaSettings,
-    ReportSettings,
-    SensorSettings,
-    SinkSettings,
-    TopicNames,
-    WorkerSettings,
-)
+from darkscope.settings import ALL_SETTINGS, TopicNames
 
 K8S = Path(__file__).resolve().parents[2] / "infra" / "k8s"
-SETTINGS = (
-    KafkaSettings,
-    TopicNames,
-    BrokerSettings,
-    SensorSettings,
-    WorkerSettings,
-    SinkSettings,
-    ReportSettings,
-)
+SETTINGS = ALL_SETTINGS
 
 
 def _documents() -> list[dict[str, Any]]:

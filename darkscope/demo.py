@@ -35,6 +35,7 @@ __all__ = ["DemoPlan", "run_demo"]
 
 QUARTERS = ("2022Q1", "2022Q2")
 PREFIX = "198.51.100.0/24"
+IDLE_AFTER_S = 5  # seconds a caught-up packets partition stays silent before the worker marks it idle
 
 
 class DemoError(DarkscopeError):
@@ -121,7 +122,7 @@ def run_demo(
             "DARKSCOPE_PARTITIONS": str(plan.partitions),
             "DARKSCOPE_WORKER_APP_ID": f"darkscope-demo-{run}",
             "DARKSCOPE_WORKER_DATA_DIR": str(work / "worker"),
-            "DARKSCOPE_WORKER_IDLE_AFTER": "5",
+            "DARKSCOPE_WORKER_IDLE_AFTER": str(IDLE_AFTER_S),
             "DARKSCOPE_SINK_DSN": dsn,
             "DARKSCOPE_SINK_GROUP_ID": f"darkscope-demo-sink-{run}",
             **{f"DARKSCOPE_TOPIC_{f.upper()}": getattr(topics, f) for f in TopicNames.model_fields},
@@ -160,6 +161,12 @@ def run_demo(
         ) as bars:
             enriched = bars.add_task("worker: enriched", total=batches)
             stored = bars.add_task("sink: stored in ClickHouse", total=batches)
+            # Partial counts the worker's count agent has processed (and committed): the
+            # windows and alerts are complete only when it has caught up, after the input
+            # ended and the worker marked the quiet partitions idle (which flushes them).
+            counted = bars.add_task("worker: partials counted", total=None)
+            drained_at: float | None = None
+            target: int | None = None
             while True:
                 for p, name in zip(procs, ("worker", "sink"), strict=True):
                     if p.poll() is not None:
@@ -168,10 +175,17 @@ def run_demo(
                         )
                 done_e = _messages(kafka.bootstrap, topics.enriched)
                 done_s = _committed(kafka.bootstrap, env["DARKSCOPE_SINK_GROUP_ID"], topics.enriched)
+                ends_c = _messages(kafka.bootstrap, topics.counts)
+                done_c = _committed(kafka.bootstrap, env["DARKSCOPE_WORKER_APP_ID"], topics.counts)
                 bars.update(enriched, completed=done_e)
                 bars.update(stored, completed=done_s)
+                bars.update(counted, total=max(ends_c, 1), completed=done_c)
                 if done_e >= batches and done_s >= done_e:
-                    break
+                    drained_at = drained_at or time.monotonic()
+                    if time.monotonic() - drained_at > IDLE_AFTER_S + 2:
+                        target = target or ends_c
+                        if done_c >= target:
+                            break
                 if time.monotonic() > deadline:
                     raise DemoError(
                         f"the pipeline did not drain within {plan.timeout_s:.0f} s; logs in {work}"

@@ -5,7 +5,8 @@
   PartialCounts per dimension kind to darkscope.counts keyed by the kind (the combiner).
 - ``count`` (source: darkscope.counts): merge partial counts into event-time windows
   (:class:`streams.counts.KindWindows`), close them by watermark, store closed windows in the
-  ``window_counts`` table, and raise alerts (:class:`streams.alerts.AlertDetector`) on
+  ``window_counts`` table (an hour's minutes share one key: :mod:`streams.windowstore`),
+  and raise alerts (:class:`streams.alerts.AlertDetector`) on
   darkscope.alerts.
 - a timer sends an empty PartialCounts per kind every few seconds so that windows close when
   the source partitions fall silent (end of a replay).
@@ -21,25 +22,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
-import orjson
 
 from darkscope.errors import CodecError, DarkscopeError
 from darkscope.settings import KafkaSettings, TopicNames, WorkerSettings
 from schemas.codec import Codec, dead_letter
 from streams.alerts import AlertDetector, AlertThresholds
-from streams.counts import KINDS, ClosedWindow, KindWindows, Partial, WatermarkTracker
+from streams.counts import KINDS, KindWindows, Partial, WatermarkTracker
 from streams.enrich import Enricher, decode_partial
+from streams.windowstore import MinuteBundles, window_key
 
 __all__ = ["WorkerState", "create_app", "window_key"]
 
 logger = logging.getLogger(__name__)
 
 IDLE = -1  # the watermark of a PartialCounts that marks its source partition idle
-
-
-def window_key(kind: str, size: str, start: int) -> bytes:
-    """Key of a closed window in the ``window_counts`` table."""
-    return f"{kind}|{size}|{start}".encode()
 
 
 @dataclass
@@ -53,6 +49,7 @@ class WorkerState:
     windows: dict[str, KindWindows] = field(default_factory=dict)
     trackers: dict[str, WatermarkTracker] = field(default_factory=dict)
     detector: AlertDetector | None = None
+    minute_bundles: MinuteBundles = field(default_factory=MinuteBundles)
     partition_wm: dict[int, int] = field(default_factory=dict)
     last_offset: dict[int, int] = field(default_factory=dict)  # packets partition -> offset done
     last_seen: dict[int, float] = field(default_factory=dict)  # packets partition -> monotonic time
@@ -247,8 +244,11 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
                 )
             if watermark is None:
                 continue
-            for closed in windows.close_until(watermark):
-                table[window_key(closed.kind, closed.size, closed.start)] = _window_value(closed)
+            closed_now = windows.close_until(watermark)
+            for key, value in state.minute_bundles.writes(closed_now):
+                table[key] = value
+            state.minute_bundles.forget(partial.kind, windows.horizon)
+            for closed in closed_now:
                 if closed.revision:
                     continue  # a late correction: the table holds it, alerts were decided
                 for alert in state.get_detector().observe(closed):
@@ -286,18 +286,3 @@ def _empty_columns() -> tuple[Any, ...]:
 
     i, u = np.zeros(0, np.int64), np.zeros(0, np.uint32)
     return i, u, u, i, u, np.zeros(0, np.uint64)
-
-
-def _window_value(w: ClosedWindow) -> bytes:
-    """A closed window as the table stores it: JSON with parallel columns."""
-    return orjson.dumps(
-        {
-            "kind": w.kind,
-            "size": w.size,
-            "start": w.start,
-            "values": w.values,
-            "packets": w.packets,
-            "sources": w.sources,
-        },
-        option=orjson.OPT_SERIALIZE_NUMPY,
-    )

@@ -425,6 +425,11 @@ class KindWindows:
         self.reopened += 1
         return True
 
+    @property
+    def horizon(self) -> int:
+        """Minutes that start before this are forgotten: late packets cannot reopen them."""
+        return self._horizon
+
     def open_minutes(self) -> list[int]:
         """Start times of the minutes still open."""
         return sorted(self._open_minutes)

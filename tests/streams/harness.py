@@ -100,11 +100,13 @@ def windows(bootstrap: str, app_id: str) -> dict[tuple[str, str, int], dict[str,
     except Exception:  # noqa: BLE001 - the changelog topic appears with the first window
         return {}
     for m in msgs:
-        kind, size, start = (m.key() or b"").decode().split("|")
+        kind, size, _ = (m.key() or b"").decode().split("|")
         w = orjson.loads(m.value() or b"{}")
-        out[(kind, size, int(start))] = {
-            v: [p, s] for v, p, s in zip(w["values"], w["packets"], w["sources"], strict=True)
-        }
+        # An hour window stands alone; minute windows come as the closed minutes of an hour.
+        for one in w["minutes"] if size == "1m" else [w]:
+            out[(kind, size, int(one["start"]))] = {
+                v: [p, s] for v, p, s in zip(one["values"], one["packets"], one["sources"], strict=True)
+            }
     return out
 
 

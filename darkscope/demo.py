@@ -155,7 +155,7 @@ def run_demo(
             TextColumn("{task.description:<28}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("batches"),
+            TextColumn("messages"),
             TimeElapsedColumn(),
             console=Console(),
         ) as bars:

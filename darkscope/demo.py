@@ -69,6 +69,20 @@ def _committed(bootstrap: str, group: str, topic: str) -> int:
     return sum(max(0, tp.offset - marks[tp.partition][0]) for tp in tps if tp.offset >= 0)
 
 
+def _asn_database(cache_dir: Path, echo: Callable[[str], None]) -> Path | None:
+    """The ASN database, built from npm data on first use (None, said, when it cannot be)."""
+    from streams.asn_build import ASN_PACKAGE, ASN_PACKAGE_VERSION, ensure_asn_db
+
+    t = time.monotonic()
+    try:
+        path = ensure_asn_db(cache_dir)
+    except (DarkscopeError, OSError) as exc:
+        echo(f"no ASN database ({exc}): AS numbers stay 0 in this run")
+        return None
+    echo(f"ASN database: {ASN_PACKAGE}@{ASN_PACKAGE_VERSION} -> {path} ({time.monotonic() - t:.1f} s)")
+    return path
+
+
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -127,6 +141,9 @@ def run_demo(
             "DARKSCOPE_SINK_GROUP_ID": f"darkscope-demo-sink-{run}",
             **{f"DARKSCOPE_TOPIC_{f.upper()}": getattr(topics, f) for f in TopicNames.model_fields},
         }
+        asn_db = _asn_database(Path.cwd() / ".darkscope" / "asn", echo)
+        if asn_db is not None:
+            env["DARKSCOPE_WORKER_ASN_DB"] = str(asn_db)
         # Worker and sink start first: their start-up overlaps the simulation.
         procs.append(_spawn(["worker", "--loglevel", "warn"], env, work / "worker.log"))
         procs.append(_spawn(["sink"], env, work / "sink.log"))
@@ -185,6 +202,8 @@ def run_demo(
                     if time.monotonic() - drained_at > IDLE_AFTER_S + 2:
                         target = target or ends_c
                         if done_c >= target:
+                            # What remains are the idle heartbeats sent since: no data.
+                            bars.update(counted, total=max(done_c, 1), completed=done_c)
                             break
                 if time.monotonic() > deadline:
                     raise DemoError(

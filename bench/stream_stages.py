@@ -85,7 +85,7 @@ def main() -> None:
             messages = [enricher.encode_partial(p, e, wm) for p in parts]
             t = timed("encode partials", t)
             for message in messages:
-                partial, _, watermark = decode_partial(codec, message)
+                partial, _, watermark, _ = decode_partial(codec, message)
                 t = timed("decode partials", t)
                 if partial.kind not in windows:
                     windows[partial.kind] = (KindWindows(partial.kind, 86400), WatermarkTracker(1, 60))

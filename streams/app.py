@@ -11,6 +11,10 @@
 - a timer sends an empty PartialCounts per kind every few seconds so that windows close when
   the source partitions fall silent (end of a replay).
 
+A worker that receives the first partial of a kind re-reads that kind's counts partition from
+its replay point, so counting stays exact when a rebalance moves the partition
+(:mod:`streams.takeover`).
+
 Anything undecodable goes to darkscope.deadletter with topic, partition, offset and reason.
 """
 
@@ -19,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import faust
 
@@ -28,7 +32,16 @@ from darkscope.settings import KafkaSettings, TopicNames, WorkerSettings
 from schemas.codec import Codec, dead_letter
 from streams.alerts import AlertDetector, AlertThresholds
 from streams.counts import KINDS, KindWindows, Partial, WatermarkTracker
-from streams.enrich import Enricher, decode_partial
+from streams.enrich import Enricher, PartialFrame, decode_partial
+from streams.takeover import (
+    NEVER,
+    ReplayPoint,
+    Takeover,
+    decode_replay_point,
+    published_until,
+    read_kind_async,
+    replay_key,
+)
 from streams.windowstore import MinuteBundles, window_key
 
 __all__ = ["WorkerState", "create_app", "window_key"]
@@ -50,6 +63,9 @@ class WorkerState:
     trackers: dict[str, WatermarkTracker] = field(default_factory=dict)
     detector: AlertDetector | None = None
     minute_bundles: MinuteBundles = field(default_factory=MinuteBundles)
+    replay_points: dict[str, ReplayPoint] = field(default_factory=dict)
+    published: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> size -> start
+    takeovers: list[Takeover] = field(default_factory=list)
     partition_wm: dict[int, int] = field(default_factory=dict)
     last_offset: dict[int, int] = field(default_factory=dict)  # packets partition -> offset done
     last_seen: dict[int, float] = field(default_factory=dict)  # packets partition -> monotonic time
@@ -57,6 +73,7 @@ class WorkerState:
     packets: int = 0
     batches: int = 0
     dead: int = 0
+    repeats: int = 0  # partials of packet batches enriched twice, skipped
     last_log: float = field(default_factory=time.monotonic)
 
     def get_enricher(self) -> Enricher:
@@ -78,6 +95,12 @@ class WorkerState:
             self.windows[kind] = KindWindows(kind, self.settings.retention)
             self.trackers[kind] = WatermarkTracker(self.kafka.partitions, self.settings.lateness)
         return self.windows[kind], self.trackers[kind]
+
+    def drop_kind(self, kind: str) -> None:
+        """Forget a kind whose counts partition went to another worker (it re-reads them)."""
+        for held in (self.windows, self.trackers, self.replay_points, self.published):
+            held.pop(kind, None)
+        self.minute_bundles.drop(kind)
 
     def get_detector(self) -> AlertDetector:
         """The alert detector with the thresholds of the settings."""
@@ -135,6 +158,7 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
         stream_buffer_maxsize=65536,
     )
     state = WorkerState(settings, kafka)
+    # Partition moves: held back until partials are final, see streams.takeover.
     packets_topic = app.topic(topics.packets, key_type=bytes, value_type=bytes, partitions=kafka.partitions)
     enriched_topic = app.topic(topics.enriched, key_type=bytes, value_type=bytes, partitions=kafka.partitions)
     counts_topic = app.topic(topics.counts, key_type=bytes, value_type=bytes, partitions=kafka.partitions)
@@ -148,6 +172,7 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
         partitions=kafka.partitions,
         extra_topic_configs={"max.message.bytes": "8388608"},
     )
+    state.minute_bundles = MinuteBundles(table.get)
 
     async def send_dead(reason: str, exc: Exception, msg: Any) -> None:
         state.dead += 1
@@ -203,41 +228,117 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
                 )
                 state.last_log = now
 
+    def merge(kind: str, frame: PartialFrame, offset: int) -> int:
+        """Fold one partial into its kind's windows and watermark; the late packets it had.
+
+        A packet batch enriched twice (its partition moved, or a worker stopped, before the
+        offset was committed: Kafka delivers at least once) sends its partials twice; packets
+        partitions are read in order, so a partial at or before the newest offset merged from
+        its partition is such a repeat, and is skipped."""
+        windows, tracker = state.windows_of(kind)
+        point = state.replay_points[kind]
+        if frame.watermark == IDLE:
+            tracker.set_idle(frame.source_partition)
+            point.record(offset, None)
+            return 0
+        if not point.first_time(frame.source_partition, frame.source_offset):
+            state.repeats += 1
+            logger.info(
+                "%s: skipped the partial of packet batch [%d]@%d again (counted before)",
+                kind,
+                frame.source_partition,
+                frame.source_offset,
+            )
+            point.record(offset, None)
+            return 0
+        late_before = windows.late_packets
+        partial = frame.partial
+        windows.add(partial)
+        tracker.update(frame.source_partition, frame.watermark)
+        point.record(offset, int(partial.minute.max()) if len(partial.minute) else None)
+        return windows.late_packets - late_before
+
+    async def take_over(kind: str, msg: Any) -> None:
+        """First partial of a kind here: rebuild its windows that are not final yet from the
+        counts partition, from the replay point that the previous owner left in the table."""
+        final_before, start = decode_replay_point(table.get(replay_key(kind)), msg.partition)
+        prefix = f"{kind}|".encode()
+        published = published_until([k for k in table if k.startswith(prefix)], table, kind)
+        windows, _ = state.windows_of(kind)
+        windows.final_before = final_before
+        state.published[kind] = published
+        state.replay_points[kind] = ReplayPoint(msg.partition, final_before)
+        replayed = 0
+        if start < msg.offset:
+            for offset, value in await read_kind_async(
+                kafka.bootstrap, msg.topic, msg.partition, start, msg.offset, kind
+            ):
+                try:
+                    frame = decode_partial(state.codec, value)
+                except CodecError:
+                    continue  # dead-lettered when it was first read
+                merge(kind, frame, offset)
+                replayed += 1
+        took = Takeover(kind, msg.partition, final_before, start, replayed, state.published[kind])
+        state.takeovers.append(took)
+        if replayed or final_before != NEVER:
+            logger.info(
+                "took over %s on %s[%d]: re-read %d partials from offset %d (final before %d, "
+                "%d packets already counted), published up to %s",
+                kind,
+                msg.topic,
+                msg.partition,
+                replayed,
+                start,
+                final_before,
+                windows.skipped_final,
+                took.published,
+            )
+
+    async def drop_moved_kinds(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # A kind whose counts partition is not ours any more is re-read by its new owner, and
+        # by this worker again from the replay point if it ever comes back.
+        assigned = args[0] if args else kwargs.get("assigned", set())
+        mine = {tp.partition for tp in assigned if tp.topic == topics.counts}
+        for kind in [k for k, point in state.replay_points.items() if point.partition not in mine]:
+            logger.info("counts of %s moved to another worker", kind)
+            state.drop_kind(kind)
+
+    app.on_partitions_assigned.connect(cast(Any, drop_moved_kinds))
+
     @app.agent(counts_topic, name="count")
     async def count(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
             try:
-                partial, src_partition, wm = decode_partial(state.codec, event.value)
+                frame = decode_partial(state.codec, event.value)
             except CodecError as exc:
                 await send_dead(_reason(exc), exc, msg)
                 continue
-            if partial.kind not in KINDS:
-                await send_dead("bad_record", CodecError(f"unknown kind {partial.kind!r}"), msg)
+            kind = frame.partial.kind
+            if kind not in KINDS:
+                await send_dead("bad_record", CodecError(f"unknown kind {kind!r}"), msg)
                 continue
-            windows, tracker = state.windows_of(partial.kind)
-            if wm == IDLE:
-                tracker.set_idle(src_partition)
-            else:
-                late_before = windows.late_packets
-                windows.add(partial)
-                tracker.update(src_partition, wm)
-                if windows.late_packets > late_before:
-                    logger.warning(
-                        "%s: %d packets from %s[%d]@%d arrived after their window was forgotten "
-                        "(watermark state %s)",
-                        partial.kind,
-                        windows.late_packets - late_before,
-                        msg.topic,
-                        msg.partition,
-                        msg.offset,
-                        tracker.state(),
-                    )
+            if kind not in state.replay_points:
+                await take_over(kind, msg)
+            windows, tracker = state.windows_of(kind)
+            late = merge(kind, frame, msg.offset)
+            if late:
+                logger.warning(
+                    "%s: %d packets from %s[%d]@%d arrived after their window was forgotten "
+                    "(watermark state %s)",
+                    kind,
+                    late,
+                    msg.topic,
+                    msg.partition,
+                    msg.offset,
+                    tracker.state(),
+                )
             watermark = tracker.current_s()
-            if wm == IDLE and logger.isEnabledFor(logging.DEBUG):
+            if frame.watermark == IDLE and logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "count %s: watermark %s, %s, open minutes %d",
-                    partial.kind,
+                    kind,
                     watermark,
                     tracker.state(),
                     len(windows.open_minutes()),
@@ -247,11 +348,18 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
             closed_now = windows.close_until(watermark)
             for key, value in state.minute_bundles.writes(closed_now):
                 table[key] = value
-            state.minute_bundles.forget(partial.kind, windows.horizon)
+            state.minute_bundles.forget(kind, windows.horizon)
+            point = state.replay_points[kind].advance(windows.horizon)
+            if point is not None:
+                table[replay_key(kind)] = point
+            published = state.published[kind]
             for closed in closed_now:
                 if closed.revision:
                     continue  # a late correction: the table holds it, alerts were decided
-                for alert in state.get_detector().observe(closed):
+                raised = state.get_detector().observe(closed)
+                if closed.start <= published[closed.size]:
+                    continue  # closed again after a takeover: its alerts went out before
+                for alert in raised:
                     logger.info("alert %s %s: %s", alert["kind"], alert["key"], alert["message"])
                     await alerts_topic.send(
                         key=alert["key"].encode(), value=state.codec.encode("darkscope.Alert", alert)

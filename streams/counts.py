@@ -359,6 +359,9 @@ class KindWindows:
         self.reopened = 0
         self.closed_before = -(2**62)  # every minute starting before this is closed
         self.late_packets = 0
+        # Rows before this belong to windows a previous owner made final (streams.takeover).
+        self.final_before = -(2**62)
+        self.skipped_final = 0
         self.packets_added = 0
         self.max_minute = -(2**62)  # start of the latest minute that received rows
         self._horizon = -(2**62)  # closed minutes before this are forgotten
@@ -386,14 +389,19 @@ class KindWindows:
             gids[p.pair_value_idx],
             p.pair_addr,
         )
-        late = p.minute < self.closed_before
+        final = rows.minute < self.final_before
+        if final.any():
+            # A previous owner of this kind counted these rows into windows that are final.
+            self.skipped_final += int(rows.packets[final].sum())
+            rows = rows.select(~final, rows.pair_minute >= self.final_before)
+        late = rows.minute < self.closed_before
         if late.any():
-            for minute in np.unique(p.minute[late]).tolist():
+            for minute in np.unique(rows.minute[late]).tolist():
                 if self._reopen(int(minute)):
-                    late[p.minute == minute] = False
+                    late[rows.minute == minute] = False
             self.late_packets += int(rows.packets[late].sum())
             if late.any():
-                rows = rows.select(~late, ~np.isin(p.pair_minute, p.minute[late]))
+                rows = rows.select(~late, ~np.isin(rows.pair_minute, rows.minute[late]))
         if not len(rows.minute):
             return
         self._open.append((int(rows.minute.min()), rows))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +22,15 @@ from streams.fingerprints import FINGERPRINTS, Fingerprint, SourceVerdicts, pack
 from streams.geo import GeoColumns, GeoResolver
 from streams.services import ServiceRegistry
 
-__all__ = ["ENRICHED_BATCH", "PARTIAL_COUNTS", "Enriched", "Enricher", "decode_partial", "port_values"]
+__all__ = [
+    "ENRICHED_BATCH",
+    "PARTIAL_COUNTS",
+    "Enriched",
+    "Enricher",
+    "PartialFrame",
+    "decode_partial",
+    "port_values",
+]
 
 ENRICHED_BATCH = "darkscope.EnrichedBatch"
 PARTIAL_COUNTS = "darkscope.PartialCounts"
@@ -253,8 +261,17 @@ class Enricher:
         return self.codec.encode(PARTIAL_COUNTS, rec)
 
 
-def decode_partial(codec: Codec, data: bytes) -> tuple[Partial, int, int]:
-    """A PartialCounts frame as (partial, source partition, watermark ns)."""
+class PartialFrame(NamedTuple):
+    """A decoded PartialCounts frame."""
+
+    partial: Partial
+    source_partition: int  # packets partition (-1: none)
+    watermark: int  # ns, or -1 for an idle marker
+    source_offset: int  # offset of the packet batch in its partition (-1: a marker)
+
+
+def decode_partial(codec: Codec, data: bytes) -> PartialFrame:
+    """A PartialCounts frame as (partial, source partition, watermark ns, source offset)."""
     from darkscope.errors import UndecodableMessage
     from schemas.codec import unpack_columns
 
@@ -282,4 +299,4 @@ def decode_partial(codec: Codec, data: bytes) -> tuple[Partial, int, int]:
         cols["pair_value_idx"],
         cols["pair_addr"],
     )
-    return p, int(r["source_partition"]), int(r["watermark"])
+    return PartialFrame(p, int(r["source_partition"]), int(r["watermark"]), int(r["source_offset"]))

@@ -9,12 +9,17 @@ Keys are ``kind|size|start`` (UTF-8). Values are JSON with parallel columns:
   shaped like an hour window without kind and size>]}``, rewritten whenever more minutes of
   that hour close (or a late packet corrects one).
 
+The table also holds one ``kind|replay`` key per kind: where a new owner of the kind's counts
+partition starts re-reading it (:mod:`streams.takeover`).
+
 Why group minutes: every table write is a changelog message that Faust produces one at a
 time; a replayed quarter closes hundreds of thousands of minute windows, and writing each
 on its own made the count agent fall far behind the enrich agent ("producer buffer full").
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import orjson
 
@@ -48,9 +53,21 @@ def window_value(w: ClosedWindow) -> bytes:
 class MinuteBundles:
     """Closed minute windows held per (kind, hour) so that an hour's minutes share one key."""
 
-    def __init__(self) -> None:
-        """No minutes yet."""
+    def __init__(self, load: Callable[[bytes], bytes | None] | None = None) -> None:
+        """No minutes yet. ``load`` reads a key back from the table: an hour that is not held
+        here starts from the minutes the table already has for it (written by a previous
+        owner of the kind, see :mod:`streams.takeover`), so that rewriting it loses none."""
         self._hours: dict[tuple[str, int], dict[int, bytes]] = {}
+        self._load = load
+
+    def _hour(self, kind: str, hour: int) -> dict[int, bytes]:
+        minutes = self._hours.get((kind, hour))
+        if minutes is None:
+            minutes = self._hours[(kind, hour)] = {}
+            stored = self._load(window_key(kind, "1m", hour)) if self._load is not None else None
+            for m in orjson.loads(stored)["minutes"] if stored else []:
+                minutes[int(m["start"])] = orjson.dumps(m)
+        return minutes
 
     def writes(self, closed: list[ClosedWindow]) -> list[tuple[bytes, bytes]]:
         """Table writes (key, value) for windows just closed: one per hour window, and one per
@@ -62,7 +79,7 @@ class MinuteBundles:
                 out.append((window_key(w.kind, w.size, w.start), window_value(w)))
                 continue
             hour = w.start - w.start % 3600
-            self._hours.setdefault((w.kind, hour), {})[w.start] = orjson.dumps(_columns(w), option=_NUMPY)
+            self._hour(w.kind, hour)[w.start] = orjson.dumps(_columns(w), option=_NUMPY)
             touched[(w.kind, hour)] = None
         for kind, hour in touched:
             minutes = self._hours[(kind, hour)]
@@ -74,6 +91,11 @@ class MinuteBundles:
     def forget(self, kind: str, horizon_s: int) -> None:
         """Drop the hours of ``kind`` that end before ``horizon_s`` (no longer correctable)."""
         for key in [k for k in self._hours if k[0] == kind and k[1] + 3600 <= horizon_s]:
+            del self._hours[key]
+
+    def drop(self, kind: str) -> None:
+        """Forget every hour of ``kind`` (its counts partition moved to another worker)."""
+        for key in [k for k in self._hours if k[0] == kind]:
             del self._hours[key]
 
     def __len__(self) -> int:

@@ -40,37 +40,69 @@ def worker_env(
     return env
 
 
-@contextmanager
-def workers(n: int, bootstrap: str, topics: TopicNames, tmp: Path, **extra: str) -> Iterator[str]:
-    """Start ``n`` worker processes of one new app id; stop them afterwards. Yields the app id."""
-    app_id = f"ds-test-{uuid.uuid4().hex[:8]}"
-    procs = []
-    logs = []
-    try:
-        for i in range(n):
-            log = (tmp / f"worker{i}.log").open("wb")
-            logs.append(log)
-            env = worker_env(bootstrap, topics, app_id, tmp / f"w{i}", **extra)
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "darkscope", "worker"],
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=REPO,
-                )
+class WorkerPool:
+    """Worker processes of one app id, started and stopped one by one."""
+
+    def __init__(self, bootstrap: str, topics: TopicNames, tmp: Path, **extra: str) -> None:
+        """No worker runs yet; the app id is new."""
+        self.app_id = f"ds-test-{uuid.uuid4().hex[:8]}"
+        self.bootstrap, self.topics, self.tmp, self.extra = bootstrap, topics, tmp, extra
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self._logs: list[Any] = []
+
+    def start(self) -> int:
+        """Start one more worker; returns its number (its log is ``worker<n>.log``)."""
+        i = len(self.procs)
+        log = (self.tmp / f"worker{i}.log").open("wb")
+        self._logs.append(log)
+        env = worker_env(self.bootstrap, self.topics, self.app_id, self.tmp / f"w{i}", **self.extra)
+        self.procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "darkscope", "worker"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
             )
-        yield app_id
-    finally:
-        for p in procs:
+        )
+        return i
+
+    def log(self, i: int) -> str:
+        """What worker ``i`` logged so far."""
+        return (self.tmp / f"worker{i}.log").read_text(errors="replace")
+
+    def stop(self, i: int) -> None:
+        """Stop worker ``i`` the way an orchestrator does (SIGTERM, then SIGKILL after 30 s)."""
+        p = self.procs[i]
+        if p.poll() is None:
             p.terminate()
-        for p in procs:
             try:
                 p.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 p.kill()
-        for log in logs:
+                p.wait()
+
+    def close(self) -> None:
+        """Stop every worker and close the logs."""
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for i in range(len(self.procs)):
+            self.stop(i)
+        for log in self._logs:
             log.close()
+
+
+@contextmanager
+def workers(n: int, bootstrap: str, topics: TopicNames, tmp: Path, **extra: str) -> Iterator[str]:
+    """Start ``n`` worker processes of one new app id; stop them afterwards. Yields the app id."""
+    pool = WorkerPool(bootstrap, topics, tmp, **extra)
+    try:
+        for _ in range(n):
+            pool.start()
+        yield pool.app_id
+    finally:
+        pool.close()
 
 
 def wait_for(what: str, predicate: Callable[[], bool], timeout: float, tmp: Path) -> None:
@@ -100,7 +132,10 @@ def windows(bootstrap: str, app_id: str) -> dict[tuple[str, str, int], dict[str,
     except Exception:  # noqa: BLE001 - the changelog topic appears with the first window
         return {}
     for m in msgs:
-        kind, size, _ = (m.key() or b"").decode().split("|")
+        parts = (m.key() or b"").decode().split("|")
+        if len(parts) != 3:
+            continue  # a kind's replay point (streams.takeover)
+        kind, size, _ = parts
         w = orjson.loads(m.value() or b"{}")
         # An hour window stands alone; minute windows come as the closed minutes of an hour.
         for one in w["minutes"] if size == "1m" else [w]:

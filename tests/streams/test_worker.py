@@ -207,8 +207,7 @@ def test_two_workers_on_four_partitions_count_exactly(
     with workers(2, kafka_bootstrap, topic_names, tmp_path) as app_id:
         import time
 
-        # Both workers join the group and take their partitions before data flows: a
-        # rebalance in mid-stream drops the open windows of a moved counts partition.
+        # Both workers join before data flows (test_rebalance moves partitions mid-stream).
         wait_for(
             "both workers ready",
             lambda: all("Ready" in p.read_text(errors="replace") for p in tmp_path.glob("worker*.log")),

@@ -1,0 +1,185 @@
+"""Counting that survives a counts partition moving to another worker.
+
+The count agent keeps open windows (and closed ones that late packets may still correct) in
+memory, and Faust commits the offsets of the partial counts it has merged. When a rebalance
+moves a counts partition to another worker (a worker added or removed, KEDA scaling, a
+restart), the new owner resumes at the committed offset with none of that memory: the
+partials merged into still-open windows would be lost, and an hour window written by the new
+owner would overwrite the old owner's value with a smaller one.
+
+So each kind keeps a **replay point** in the ``window_counts`` table (key ``kind|replay``):
+
+- ``final_before``: an hour boundary below which every window of the kind is final. It is
+  the worker's retention horizon (watermark minus ``retention``: late packets can no longer
+  correct those windows) rounded down to the hour, so no hour window straddles it;
+- ``offset``: the oldest offset, in the kind's counts partition, of a partial that touched a
+  window at or after ``final_before``.
+
+It is written whenever ``final_before`` moves on (once per hour of event time). Faust flushes
+table writes before it commits offsets, so the replay point in the changelog is never behind
+the committed offset. A worker that receives the first partial of a kind (a new owner, or
+the same worker after a restart) reads the replay point from the table (restored from the
+changelog) and re-reads the partition from ``offset`` up to the message in hand, merging only
+rows at or after ``final_before``. That rebuilds every window that is not final exactly as the
+old owner had it: every partial that touched it is at or after ``offset``. Rows before
+``final_before`` are dropped: the old owner counted them into final windows, which the table
+holds.
+
+A packet batch can be enriched twice (Kafka delivers at least once: a worker that stops or
+loses its packets partition before committing), and its partials then come twice: the replay
+point also remembers the newest packet offset merged per packets partition, and a partial at
+or before it is a repeat (:meth:`ReplayPoint.first_time`). A new owner rebuilds that from the
+partials it re-reads: the original of any repeat that still matters is among them.
+
+Windows the old owner had already closed are closed again with the same counts (the same
+table value is written again) and fold into the alert baseline, but raise no alert a second
+time: :func:`published_until` tells, from the table, up to where windows were published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import orjson
+
+from darkscope.topics import read_range, watermarks
+
+__all__ = [
+    "NEVER",
+    "ReplayPoint",
+    "Takeover",
+    "decode_replay_point",
+    "published_until",
+    "read_kind",
+    "replay_key",
+]
+
+logger = logging.getLogger(__name__)
+
+NEVER = -(2**62)  # no window is final yet
+REPLAY_TIMEOUT_S = 600.0
+
+
+def replay_key(kind: str) -> bytes:
+    """Table key of a kind's replay point."""
+    return f"{kind}|replay".encode()
+
+
+@dataclass
+class ReplayPoint:
+    """Where a new owner of a kind must start re-reading its counts partition."""
+
+    partition: int
+    final_before: int = NEVER
+    # (offset, newest minute) of the partials merged, oldest first; the front is dropped as
+    # soon as its newest minute is final. An entry behind a newer, unfinished one waits: the
+    # replay re-reads it and drops its final rows, which is harmless.
+    _pending: deque[tuple[int, int]] = field(default_factory=deque)
+    _next_offset: int = 0
+    # packets partition -> newest packet batch offset merged from it (repeats are skipped)
+    _merged: dict[int, int] = field(default_factory=dict)
+
+    def first_time(self, source_partition: int, source_offset: int) -> bool:
+        """True the first time a partial of this packet batch comes (and remember it); False
+        for a repeat: a batch at or before the newest one merged from its partition."""
+        if source_offset < 0:
+            return True
+        if source_offset <= self._merged.get(source_partition, -1):
+            return False
+        self._merged[source_partition] = source_offset
+        return True
+
+    def record(self, offset: int, newest_minute: int | None) -> None:
+        """A partial at ``offset`` was merged (``newest_minute``: None when it had no rows)."""
+        if newest_minute is not None and newest_minute >= self.final_before:
+            self._pending.append((offset, newest_minute))
+        self._next_offset = max(self._next_offset, offset + 1)
+
+    def advance(self, horizon_s: int) -> bytes | None:
+        """The table value to write when the windows' retention horizon moved past an hour
+        boundary (None while ``final_before`` stays where it is)."""
+        final_before = horizon_s - horizon_s % 3600
+        if final_before <= self.final_before:
+            return None
+        self.final_before = final_before
+        while self._pending and self._pending[0][1] < final_before:
+            self._pending.popleft()
+        offset = self._pending[0][0] if self._pending else self._next_offset
+        return orjson.dumps({"final_before": final_before, "partition": self.partition, "offset": offset})
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+
+def decode_replay_point(value: bytes | None, partition: int) -> tuple[int, int]:
+    """(final_before, offset) of a stored replay point; (NEVER, 0) when there is none, or when
+    it was written for another partition (the partition count changed: re-read it all)."""
+    if not value:
+        return NEVER, 0
+    point = orjson.loads(value)
+    if int(point["partition"]) != partition:
+        return NEVER, 0
+    return int(point["final_before"]), int(point["offset"])
+
+
+def published_until(keys: Iterable[bytes], values: Mapping[bytes, bytes], kind: str) -> dict[str, int]:
+    """Start of the newest window of each size (``1m``, ``1h``) that the table holds for
+    ``kind``: windows close in time order, so everything up to it has been published."""
+    newest = {"1m": NEVER, "1h": NEVER}
+    prefix = f"{kind}|".encode()
+    bundle: bytes | None = None
+    for key in keys:
+        if not key.startswith(prefix):
+            continue
+        parts = key.decode().split("|")
+        if len(parts) != 3:
+            continue  # the replay point
+        _, size, start = parts
+        if size == "1h":
+            newest["1h"] = max(newest["1h"], int(start))
+        elif size == "1m" and int(start) > newest["1m"]:
+            newest["1m"], bundle = int(start), key
+    if bundle is not None:  # the newest hour of minutes: its newest closed minute
+        minutes = orjson.loads(values[bundle])["minutes"]
+        newest["1m"] = max((int(m["start"]) for m in minutes), default=newest["1m"])
+    return newest
+
+
+def read_kind(
+    bootstrap: str, topic: str, partition: int, start: int, end: int, kind: str
+) -> list[tuple[int, bytes]]:
+    """The (offset, value) of ``kind``'s messages in ``topic[partition]`` from ``start``
+    (clamped to the log start) up to, not including, ``end``."""
+    low, _ = watermarks(bootstrap, topic)[partition]
+    start = max(start, low)
+    key = kind.encode()
+    out = []
+    for msg in read_range(bootstrap, topic, {partition: start}, {partition: end}, REPLAY_TIMEOUT_S):
+        offset = msg.offset()
+        if offset is not None and offset < end and msg.key() == key:
+            out.append((offset, bytes(msg.value() or b"")))
+    return out
+
+
+@dataclass
+class Takeover:
+    """What a worker learned when it took a kind over (for logs and tests)."""
+
+    kind: str
+    partition: int
+    final_before: int
+    replay_from: int
+    replayed: int
+    published: dict[str, int]
+
+
+async def read_kind_async(
+    bootstrap: str, topic: str, partition: int, start: int, end: int, kind: str
+) -> list[tuple[int, bytes]]:
+    """:func:`read_kind` in a thread, so the worker's event loop (heartbeats) keeps running."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(None, read_kind, bootstrap, topic, partition, start, end, kind)

@@ -3,11 +3,10 @@
 - ``enrich`` (source: darkscope.packets): decode a PacketBatch or PacketEvent frame, enrich it
   (:class:`streams.enrich.Enricher`), send the EnrichedBatch to darkscope.enriched and one
   PartialCounts per dimension kind to darkscope.counts keyed by the kind (the combiner).
-- ``count`` (source: darkscope.counts): merge partial counts into event-time windows
-  (:class:`streams.counts.KindWindows`), close them by watermark, store closed windows in the
-  ``window_counts`` table (an hour's minutes share one key: :mod:`streams.windowstore`),
-  and raise alerts (:class:`streams.alerts.AlertDetector`) on
-  darkscope.alerts.
+- ``count`` (source: darkscope.counts): merge partial counts into event-time windows, close
+  them by watermark, store closed windows in the ``window_counts`` table (an hour's minutes
+  share one key: :mod:`streams.windowstore`) and raise alerts on darkscope.alerts: all of it
+  in :class:`streams.counter.Counter`.
 - a timer sends an empty PartialCounts per kind every few seconds so that windows close when
   the source partitions fall silent (end of a replay).
 
@@ -30,25 +29,15 @@ import faust
 from darkscope.errors import CodecError, DarkscopeError
 from darkscope.settings import KafkaSettings, TopicNames, WorkerSettings
 from schemas.codec import Codec, dead_letter
-from streams.alerts import AlertDetector, AlertThresholds
-from streams.counts import KINDS, KindWindows, Partial, WatermarkTracker
-from streams.enrich import Enricher, PartialFrame, decode_partial
-from streams.takeover import (
-    NEVER,
-    ReplayPoint,
-    Takeover,
-    decode_replay_point,
-    published_until,
-    read_kind_async,
-    replay_key,
-)
-from streams.windowstore import MinuteBundles, window_key
+from streams.counter import IDLE, Counter
+from streams.counts import KINDS, Partial
+from streams.enrich import Enricher, decode_partial
+from streams.takeover import read_kind_async
+from streams.windowstore import window_key
 
 __all__ = ["WorkerState", "create_app", "window_key"]
 
 logger = logging.getLogger(__name__)
-
-IDLE = -1  # the watermark of a PartialCounts that marks its source partition idle
 
 
 @dataclass
@@ -59,13 +48,7 @@ class WorkerState:
     kafka: KafkaSettings
     codec: Codec = field(default_factory=Codec)
     enricher: Enricher | None = None
-    windows: dict[str, KindWindows] = field(default_factory=dict)
-    trackers: dict[str, WatermarkTracker] = field(default_factory=dict)
-    detector: AlertDetector | None = None
-    minute_bundles: MinuteBundles = field(default_factory=MinuteBundles)
-    replay_points: dict[str, ReplayPoint] = field(default_factory=dict)
-    published: dict[str, dict[str, int]] = field(default_factory=dict)  # kind -> size -> start
-    takeovers: list[Takeover] = field(default_factory=list)
+    counter: Counter | None = None  # set by create_app (it needs the table)
     partition_wm: dict[int, int] = field(default_factory=dict)
     last_offset: dict[int, int] = field(default_factory=dict)  # packets partition -> offset done
     last_seen: dict[int, float] = field(default_factory=dict)  # packets partition -> monotonic time
@@ -73,7 +56,6 @@ class WorkerState:
     packets: int = 0
     batches: int = 0
     dead: int = 0
-    repeats: int = 0  # partials of packet batches enriched twice, skipped
     last_log: float = field(default_factory=time.monotonic)
 
     def get_enricher(self) -> Enricher:
@@ -88,37 +70,6 @@ class WorkerState:
             self.enricher = Enricher(geo, ServiceRegistry.load(), SourceVerdicts(), self.codec)
             logger.info("enricher ready: geo %s, asn %s", geo.geo_db_version, geo.asn_db_version or "none")
         return self.enricher
-
-    def windows_of(self, kind: str) -> tuple[KindWindows, WatermarkTracker]:
-        """Windows and watermark tracker of one dimension kind."""
-        if kind not in self.windows:
-            self.windows[kind] = KindWindows(kind, self.settings.retention)
-            self.trackers[kind] = WatermarkTracker(self.kafka.partitions, self.settings.lateness)
-        return self.windows[kind], self.trackers[kind]
-
-    def drop_kind(self, kind: str) -> None:
-        """Forget a kind whose counts partition went to another worker (it re-reads them)."""
-        for held in (self.windows, self.trackers, self.replay_points, self.published):
-            held.pop(kind, None)
-        self.minute_bundles.drop(kind)
-
-    def get_detector(self) -> AlertDetector:
-        """The alert detector with the thresholds of the settings."""
-        if self.detector is None:
-            s = self.settings
-            self.detector = AlertDetector(
-                AlertThresholds(
-                    window=s.alert_window,
-                    baseline_windows=s.alert_baseline_windows,
-                    min_history=s.alert_min_history,
-                    z_score=s.alert_z_score,
-                    min_ratio=s.alert_min_ratio,
-                    min_packets=s.alert_min_packets,
-                    min_sources=s.alert_min_sources,
-                    cooldown_windows=s.alert_cooldown_windows,
-                )
-            )
-        return self.detector
 
 
 def _reason(exc: Exception) -> str:
@@ -172,7 +123,7 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
         partitions=kafka.partitions,
         extra_topic_configs={"max.message.bytes": "8388608"},
     )
-    state.minute_bundles = MinuteBundles(table.get)
+    counter = state.counter = Counter(settings, kafka.partitions, table)
 
     async def send_dead(reason: str, exc: Exception, msg: Any) -> None:
         state.dead += 1
@@ -228,81 +179,27 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
                 )
                 state.last_log = now
 
-    def merge(kind: str, frame: PartialFrame, offset: int) -> int:
-        """Fold one partial into its kind's windows and watermark; the late packets it had.
-
-        A packet batch enriched twice (its partition moved, or a worker stopped, before the
-        offset was committed: Kafka delivers at least once) sends its partials twice; packets
-        partitions are read in order, so a partial at or before the newest offset merged from
-        its partition is such a repeat, and is skipped."""
-        windows, tracker = state.windows_of(kind)
-        point = state.replay_points[kind]
-        if frame.watermark == IDLE:
-            tracker.set_idle(frame.source_partition)
-            point.record(offset, None)
-            return 0
-        if not point.first_time(frame.source_partition, frame.source_offset):
-            state.repeats += 1
-            logger.info(
-                "%s: skipped the partial of packet batch [%d]@%d again (counted before)",
-                kind,
-                frame.source_partition,
-                frame.source_offset,
-            )
-            point.record(offset, None)
-            return 0
-        late_before = windows.late_packets
-        partial = frame.partial
-        windows.add(partial)
-        tracker.update(frame.source_partition, frame.watermark)
-        point.record(offset, int(partial.minute.max()) if len(partial.minute) else None)
-        return windows.late_packets - late_before
-
     async def take_over(kind: str, msg: Any) -> None:
         """First partial of a kind here: rebuild its windows that are not final yet from the
         counts partition, from the replay point that the previous owner left in the table."""
-        final_before, start = decode_replay_point(table.get(replay_key(kind)), msg.partition)
-        prefix = f"{kind}|".encode()
-        published = published_until([k for k in table if k.startswith(prefix)], table, kind)
-        windows, _ = state.windows_of(kind)
-        windows.final_before = final_before
-        state.published[kind] = published
-        state.replay_points[kind] = ReplayPoint(msg.partition, final_before)
-        replayed = 0
+        final_before, start = counter.replay_start(kind, msg.partition)
+        frames = []
         if start < msg.offset:
             for offset, value in await read_kind_async(
                 kafka.bootstrap, msg.topic, msg.partition, start, msg.offset, kind
             ):
                 try:
-                    frame = decode_partial(state.codec, value)
+                    frames.append((offset, decode_partial(state.codec, value)))
                 except CodecError:
                     continue  # dead-lettered when it was first read
-                merge(kind, frame, offset)
-                replayed += 1
-        took = Takeover(kind, msg.partition, final_before, start, replayed, state.published[kind])
-        state.takeovers.append(took)
-        if replayed or final_before != NEVER:
-            logger.info(
-                "took over %s on %s[%d]: re-read %d partials from offset %d (final before %d, "
-                "%d packets already counted), published up to %s",
-                kind,
-                msg.topic,
-                msg.partition,
-                replayed,
-                start,
-                final_before,
-                windows.skipped_final,
-                took.published,
-            )
+        counter.take_over(kind, msg.partition, final_before, start, frames)
 
     async def drop_moved_kinds(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         # A kind whose counts partition is not ours any more is re-read by its new owner, and
         # by this worker again from the replay point if it ever comes back.
         assigned = args[0] if args else kwargs.get("assigned", set())
-        mine = {tp.partition for tp in assigned if tp.topic == topics.counts}
-        for kind in [k for k, point in state.replay_points.items() if point.partition not in mine]:
+        for kind in counter.keep_partitions({tp.partition for tp in assigned if tp.topic == topics.counts}):
             logger.info("counts of %s moved to another worker", kind)
-            state.drop_kind(kind)
 
     app.on_partitions_assigned.connect(cast(Any, drop_moved_kinds))
 
@@ -319,51 +216,32 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
             if kind not in KINDS:
                 await send_dead("bad_record", CodecError(f"unknown kind {kind!r}"), msg)
                 continue
-            if kind not in state.replay_points:
+            if not counter.owns(kind):
                 await take_over(kind, msg)
-            windows, tracker = state.windows_of(kind)
-            late = merge(kind, frame, msg.offset)
-            if late:
+            result = counter.count(kind, frame, msg.offset)
+            if result.repeat:
+                logger.info(
+                    "%s: skipped the partial of packet batch [%d]@%d again (counted before)",
+                    kind,
+                    frame.source_partition,
+                    frame.source_offset,
+                )
+            if result.late:
                 logger.warning(
                     "%s: %d packets from %s[%d]@%d arrived after their window was forgotten "
                     "(watermark state %s)",
                     kind,
-                    late,
+                    result.late,
                     msg.topic,
                     msg.partition,
                     msg.offset,
-                    tracker.state(),
+                    counter.trackers[kind].state(),
                 )
-            watermark = tracker.current_s()
-            if frame.watermark == IDLE and logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "count %s: watermark %s, %s, open minutes %d",
-                    kind,
-                    watermark,
-                    tracker.state(),
-                    len(windows.open_minutes()),
+            for alert in result.alerts:
+                logger.info("alert %s %s: %s", alert["kind"], alert["key"], alert["message"])
+                await alerts_topic.send(
+                    key=alert["key"].encode(), value=state.codec.encode("darkscope.Alert", alert)
                 )
-            if watermark is None:
-                continue
-            closed_now = windows.close_until(watermark)
-            for key, value in state.minute_bundles.writes(closed_now):
-                table[key] = value
-            state.minute_bundles.forget(kind, windows.horizon)
-            point = state.replay_points[kind].advance(windows.horizon)
-            if point is not None:
-                table[replay_key(kind)] = point
-            published = state.published[kind]
-            for closed in closed_now:
-                if closed.revision:
-                    continue  # a late correction: the table holds it, alerts were decided
-                raised = state.get_detector().observe(closed)
-                if closed.start <= published[closed.size]:
-                    continue  # closed again after a takeover: its alerts went out before
-                for alert in raised:
-                    logger.info("alert %s %s: %s", alert["kind"], alert["key"], alert["message"])
-                    await alerts_topic.send(
-                        key=alert["key"].encode(), value=state.codec.encode("darkscope.Alert", alert)
-                    )
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def idle_markers() -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -176,7 +177,7 @@ def main() -> None:
             if args.profile:
                 spy = subprocess.Popen(
                     [
-                        "py-spy",
+                        shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
                         "record",
                         "-p",
                         str(worker.pid),

@@ -37,6 +37,8 @@ from streams.windowstore import window_key
 
 __all__ = ["WorkerState", "create_app", "window_key"]
 
+IDLE_REFRESH_S = 30.0  # an idle packets partition is reported again this often
+
 logger = logging.getLogger(__name__)
 
 
@@ -52,6 +54,7 @@ class WorkerState:
     partition_wm: dict[int, int] = field(default_factory=dict)
     last_offset: dict[int, int] = field(default_factory=dict)  # packets partition -> offset done
     last_seen: dict[int, float] = field(default_factory=dict)  # packets partition -> monotonic time
+    idle_sent: dict[int, float] = field(default_factory=dict)  # packets partition -> last idle marker
     started: float = field(default_factory=time.monotonic)
     packets: int = 0
     batches: int = 0
@@ -146,6 +149,7 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
             msg = event.message
             state.last_offset[msg.partition] = msg.offset
             state.last_seen[msg.partition] = time.monotonic()
+            state.idle_sent.pop(msg.partition, None)
             try:
                 batch = state.codec.decode_packets(event.value)
             except CodecError as exc:
@@ -194,14 +198,18 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
                     continue  # dead-lettered when it was first read
         counter.take_over(kind, msg.partition, final_before, start, frames)
 
-    async def drop_moved_kinds(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+    async def on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         # A kind whose counts partition is not ours any more is re-read by its new owner, and
         # by this worker again from the replay point if it ever comes back.
         assigned = args[0] if args else kwargs.get("assigned", set())
         for kind in counter.keep_partitions({tp.partition for tp in assigned if tp.topic == topics.counts}):
             logger.info("counts of %s moved to another worker", kind)
+        # Reading resumes at the committed offsets: what this worker read of a packets
+        # partition before says nothing about where it stands now (see idle_markers).
+        for held in (state.last_offset, state.last_seen, state.idle_sent):
+            held.clear()
 
-    app.on_partitions_assigned.connect(cast(Any, drop_moved_kinds))
+    app.on_partitions_assigned.connect(cast(Any, on_assigned))
 
     @app.agent(counts_topic, name="count")
     async def count(stream: Any) -> None:
@@ -247,7 +255,9 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
     async def idle_markers() -> None:
         # A packets partition whose last message is processed (consumer lag zero) and that
         # has been silent for idle_after seconds is reported idle to every kind's windows,
-        # so that windows close when the input ends.
+        # so that windows close when the input ends: once when it falls silent, then every
+        # IDLE_REFRESH_S seconds for a worker that takes a kind over (a marker per second
+        # would fill the counts topic, and a takeover's re-read, with markers).
         tps = [tp for tp in app.consumer.assignment() if tp.topic == topics.packets]
         if not tps:
             return
@@ -256,12 +266,20 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
         enricher = state.get_enricher()
         for tp in tps:
             p = tp.partition
-            caught_up = state.last_offset.get(p, -1) + 1 >= ends.get(tp, 0)
+            if p in state.last_offset:
+                caught_up = state.last_offset[p] + 1 >= ends.get(tp, 0)
+            else:  # nothing read here since it was assigned: where does reading stand?
+                position = await app.consumer.position(tp)
+                caught_up = ends.get(tp, 0) == 0 or (position is not None and position >= ends[tp])
             quiet = now - state.last_seen.get(p, state.started) >= settings.idle_after
-            if caught_up and quiet:
-                for kind in KINDS:
-                    marker = enricher.encode_partial_raw(Partial(kind, [], *_empty_columns()), p, IDLE)
-                    await counts_topic.send(key=kind.encode(), value=marker)
+            if not (caught_up and quiet):
+                continue
+            if now - state.idle_sent.get(p, -IDLE_REFRESH_S) < IDLE_REFRESH_S:
+                continue
+            state.idle_sent[p] = now
+            for kind in KINDS:
+                marker = enricher.encode_partial_raw(Partial(kind, [], *_empty_columns()), p, IDLE)
+                await counts_topic.send(key=kind.encode(), value=marker)
 
     app.darkscope_state = state  # type: ignore[attr-defined]  # for tests and the bench
     return app

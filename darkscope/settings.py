@@ -119,6 +119,12 @@ class WorkerSettings(BaseSettings):
         default_factory=lambda: _default_home() / "worker", description="Faust's data folder for this worker."
     )
     web_port: int = Field(0, ge=0, le=65535, description="Faust web port (0: no web server).")
+    session_timeout: float = Field(
+        60.0,
+        ge=6,
+        le=300,
+        description="Seconds without a heartbeat before a worker's partitions go to the others.",
+    )
 
 
 class SensorSettings(BaseSettings):

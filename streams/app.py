@@ -96,6 +96,10 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
         web_enabled=settings.web_port > 0,
         web_port=settings.web_port or 6066,
         consumer_auto_offset_reset="earliest",
+        # How soon a dead worker's partitions move (its open windows are rebuilt from the
+        # replay points, streams.takeover); heartbeats at a third of it.
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=settings.session_timeout / 3,
         # The default fetch size (1 MiB) holds one or two packet batches.
         consumer_max_fetch_size=32 * 2**20,
         # No producer compression: aiokafka's lz4 (cramjam) cost ~40 % of a worker's time

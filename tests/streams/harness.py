@@ -82,6 +82,11 @@ class WorkerPool:
                 p.kill()
                 p.wait()
 
+    def kill(self, i: int) -> None:
+        """Kill worker ``i`` (SIGKILL: no commit, no flush, nothing)."""
+        self.procs[i].kill()
+        self.procs[i].wait()
+
     def close(self) -> None:
         """Stop every worker and close the logs."""
         for p in self.procs:

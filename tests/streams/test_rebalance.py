@@ -1,5 +1,6 @@
 """Counts stay exact when a rebalance moves counts partitions between real worker processes
-(a worker joins mid-stream, then the first one stops): streams.takeover."""
+(a worker joins mid-stream, then the first one stops; a worker is killed and another starts):
+streams.takeover."""
 
 from __future__ import annotations
 
@@ -120,3 +121,60 @@ def test_counts_stay_exact_when_partitions_move(
     assert minutes == expected
     ids = [a["alert_id"] for a in raised]
     assert len(ids) == len(set(ids)), "a window closed again after a takeover raised its alert twice"
+
+
+def test_counts_stay_exact_when_a_worker_is_killed(
+    kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path
+) -> None:
+    pool = WorkerPool(
+        kafka_bootstrap,
+        topic_names,
+        tmp_path,
+        DARKSCOPE_WORKER_RETENTION="7200",
+        DARKSCOPE_WORKER_IDLE_AFTER="6",
+        DARKSCOPE_WORKER_SESSION_TIMEOUT="8",
+    )
+    sim = simulate_quarter(
+        "2022Q2",
+        packets_per_day=30_000,
+        days=1,
+        seed=12,
+        batch_size=500,
+        prefix=["198.51.100.0/24"],
+        sensor_id="sim-day",
+    )
+    batches = list(sim)
+    sim.write_ground_truth(tmp_path / "truth.json")
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    pub = Publisher(kafka_bootstrap)
+    half = len(batches) // 2
+    try:
+        pool.start()
+        wait_for("the first worker", lambda: "Ready" in pool.log(0), 120, tmp_path)
+        _send(pub, topic_names.packets, batches[:half], 0.2)
+        # Killed in mid-stream: no commit, no flush; its uncommitted batches are read again.
+        pool.kill(0)
+        pool.start()
+        _send(pub, topic_names.packets, batches[half:], 0.2)
+
+        def drained() -> bool:
+            hours = [k for k in windows(kafka_bootstrap, pool.app_id) if k[0] == "sensor" and k[1] == "1h"]
+            done = len(set(_enriched(kafka_bootstrap, topic_names.enriched))) >= len(batches)
+            return done and len(hours) >= 24
+
+        wait_for("the day to be counted after the kill", drained, 180, tmp_path)
+        wins = settled_windows(kafka_bootstrap, pool.app_id, tmp_path)
+        raised = alerts(kafka_bootstrap, topic_names.alerts)
+    finally:
+        pool.close()
+    assert "took over" in pool.log(1)
+    expected = truth["totals"]["packets"]
+    assert hourly_totals(wins, "sensor") == {"sim-day": expected}
+    assert hourly_totals(wins, "region") == truth["totals"]["by_region"]
+    assert _sum_fp(wins, "mirai") == truth["totals"]["by_fingerprint"]["mirai"]
+    minutes = sum(
+        p for (k, size, _), c in wins.items() if k == "sensor" and size == "1m" for p, _ in c.values()
+    )
+    assert minutes == expected
+    ids = [a["alert_id"] for a in raised]
+    assert len(ids) == len(set(ids)), "an alert was raised twice"

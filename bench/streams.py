@@ -114,6 +114,19 @@ def window_written_at(bootstrap: str, topic: str, key: bytes, deadline: float) -
     return None
 
 
+def wait_for_members(bootstrap: str, group: str, n: int) -> None:
+    """Wait until the consumer group is stable with ``n`` members (workers started)."""
+    admin = admin_client(bootstrap)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):  # the group does not exist yet
+            desc = admin.describe_consumer_groups([group])[group].result()
+            if len(desc.members) >= n and str(desc.state).endswith("STABLE"):
+                return
+        time.sleep(1)
+    raise SystemExit(f"{n} workers did not join group {group} within 5 minutes")
+
+
 def enriched_done(bootstrap: str, topic: str, messages: int, worker: subprocess.Popen[bytes]) -> None:
     """Wait until the worker has written one enriched message per input message (watching the
     offsets only: re-reading the topic while the worker runs would take CPU from it)."""
@@ -133,6 +146,9 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=2)
     ap.add_argument("--packets-per-day", type=int, default=1_300_000)
     ap.add_argument("--profile", metavar="FILE", help="record the worker with py-spy into FILE (speedscope)")
+    ap.add_argument(
+        "--workers", type=int, default=1, help="worker processes of one app (sharing the 4 partitions)"
+    )
     args = ap.parse_args()
     bootstrap = os.environ.get("DARKSCOPE_BOOTSTRAP", "127.0.0.1:9092")
     tag = uuid.uuid4().hex[:8]
@@ -141,21 +157,24 @@ def main() -> None:
     ensure_topics(kafka, topics.all())
     app_id = f"bench-{tag}"
     try:
-        report, _ = publish_simulation(
-            SensorSettings(sensor_id="bench", prefixes=["198.51.100.0/24"]),
-            kafka,
-            topics,
-            quarter="2022Q2",
-            packets_per_day=args.packets_per_day,
-            days=args.days,
-            flat=False,
-            seed=1,
-            truth_path=None,
-        )
-        total = report.packets_sent
         data_end = int(datetime(2022, 4, 1, tzinfo=UTC).timestamp()) + args.days * 86400
-        publish_sentinels(bootstrap, topics.packets, 4, (data_end + 7200) * 10**9)
-        bare = bare_loop(bootstrap, topics.packets, total)
+
+        def publish() -> int:
+            report, _ = publish_simulation(
+                SensorSettings(sensor_id="bench", prefixes=["198.51.100.0/24"]),
+                kafka,
+                topics,
+                quarter="2022Q2",
+                packets_per_day=args.packets_per_day,
+                days=args.days,
+                flat=False,
+                seed=1,
+                truth_path=None,
+            )
+            total = report.packets_sent
+            publish_sentinels(bootstrap, topics.packets, 4, (data_end + 7200) * 10**9)
+            return total
+
         env = {
             **os.environ,
             "DARKSCOPE_BOOTSTRAP": bootstrap,
@@ -164,15 +183,24 @@ def main() -> None:
             "DARKSCOPE_WORKER_IDLE_AFTER": "3",
         }
         env.update({f"DARKSCOPE_TOPIC_{f.upper()}": getattr(topics, f) for f in TopicNames.model_fields})
+        total = publish() if args.workers == 1 else 0
         with tempfile.TemporaryDirectory() as tmp:
-            env["DARKSCOPE_WORKER_DATA_DIR"] = tmp
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "darkscope", "worker", "--loglevel", "warn"],
-                env=env,
-                cwd=REPO,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            workers = [
+                subprocess.Popen(
+                    [sys.executable, "-m", "darkscope", "worker", "--loglevel", "warn"],
+                    env={**env, "DARKSCOPE_WORKER_DATA_DIR": f"{tmp}/w{i}"},
+                    cwd=REPO,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for i in range(args.workers)
+            ]
+            worker = workers[0]
+            if args.workers > 1:
+                # Several workers: all of them in the group before any data, so that no
+                # rebalance falls in the measurement.
+                wait_for_members(bootstrap, app_id, args.workers)
+                total = publish()
             spy = None
             if args.profile:
                 spy = subprocess.Popen(
@@ -205,10 +233,14 @@ def main() -> None:
                 if spy is not None:
                     spy.send_signal(2)
                     spy.wait(60)
-                worker.terminate()
-                worker.wait(60)
+                for w in workers:
+                    w.terminate()
+                for w in workers:
+                    w.wait(60)
+        bare = bare_loop(bootstrap, topics.packets, total)
         codec = Codec()
         done, stamps = 0, []
+        seen: set[tuple[int, int]] = set()
         marks = watermarks(bootstrap, topics.enriched)
         for msg in read_range(
             bootstrap,
@@ -216,13 +248,18 @@ def main() -> None:
             {p: lo for p, (lo, _) in marks.items()},
             {p: hi for p, (_, hi) in marks.items()},
         ):
-            done += int(codec.decode(msg.value() or b"").record["packets"]["count"])
+            rec = codec.decode(msg.value() or b"").record
+            if (rec["source_partition"], rec["source_offset"]) in seen:
+                continue  # enriched again after a rebalance (workers joining): count it once
+            seen.add((rec["source_partition"], rec["source_offset"]))
+            done += int(rec["packets"]["count"])
             stamps.append(msg.timestamp()[1])
         span = (max(stamps) - min(stamps)) / 1000 if len(stamps) > 1 else float("nan")
         # The last data hour closes after all its minutes: counting is done when it is stored.
         counts_span = ((counted_at or 0) - min(stamps)) / 1000
         rate = done / span
-        print(f"{total} packets in {len(stamps)} batches, 4 partitions, one worker process")
+        procs = "one worker process" if args.workers == 1 else f"{args.workers} worker processes"
+        print(f"{total} packets in {len(stamps)} batches, 4 partitions, {procs}")
         print(f"bare consume + decode loop   {bare / 1e6:6.2f} M packets/s")
         print(
             f"worker enrich                {rate / 1e6:6.2f} M packets/s   {rate / bare:.2f}x the bare loop"

@@ -5,7 +5,7 @@ Kinds (each an ``Event`` with the chart it links to):
 - ``surge`` / ``drop``: a sustained level change (``changes.detect_changes``: optimal
   segmentation of log counts); also ``surge`` from the quarter's first day when a series starts
   raised and falls back (its first change is a fall of >= ``elevated_min`` against the two weeks
-  after it);
+  after it) where that fall is not already told as a ``drop``;
 - ``burst`` / ``dip``: a change of at most a few days that returns to the level before;
 - ``trend``: a sustained rise or fall (a sloped segment), dated where the slope sets in;
 - ``rank_swap``: two of a top 5 change places for at least ``swap_days`` days (the segmented log
@@ -132,7 +132,9 @@ def series_events(w: Watched, days: Sequence[date], params: EventParams | None =
         before = float(np.mean(w.daily[:tau]))
         after = float(np.mean(w.daily[tau : tau + 14]))
         ratio = float(np.log((before + 1) / (after + 1)))
-        if ratio >= p.elevated_min:
+        # The same change-point, seen from after it, is a drop: tell it once, as the drop.
+        told = any(e.kind == "drop" and abs((e.start - days[tau]).days) <= 1 for e in out)
+        if ratio >= p.elevated_min and not told:
             end = days[tau - 1]
             text = (
                 f"{_cap(w.name)} were raised from the start of the quarter until {_d(end)} "

@@ -30,6 +30,13 @@ def test_step_up_is_a_surge_dated_on_its_first_day() -> None:
     assert 0.8 < events[0].change < 1.2
 
 
+def test_step_down_is_one_drop_not_also_a_raised_start() -> None:
+    # Seen from before it, the same change reads "raised from the start until Apr 24": told once.
+    shape = np.where(np.arange(91) >= 24, 0.6, 1.0)
+    events = series_events(Watched("region:CN", "packets from China (CN)", _noisy(shape, 3), "fig2"), DAYS)
+    assert [(e.kind, e.start) for e in events] == [("drop", DAYS[24])]
+
+
 def test_three_day_spike_is_a_burst() -> None:
     shape = np.ones(91)
     shape[20:23] = 3.0

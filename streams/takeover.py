@@ -155,6 +155,15 @@ def read_kind(
     """The (offset, value) of ``kind``'s messages in ``topic[partition]`` from ``start``
     (clamped to the log start) up to, not including, ``end``."""
     low, _ = watermarks(bootstrap, topic)[partition]
+    if start < low and start > 0:
+        logger.warning(
+            "%s[%d]: the replay point %d is below the log start %d: partials before it were "
+            "deleted by the topic's retention, and their open windows cannot be rebuilt",
+            topic,
+            partition,
+            start,
+            low,
+        )
     start = max(start, low)
     key = kind.encode()
     out = []

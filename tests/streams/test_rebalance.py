@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from darkscope.settings import TopicNames
 from producers.kafka import Publisher
@@ -45,30 +46,55 @@ def _sum_fp(wins: dict, name: str) -> int:
     return sum(n for k, n in hourly_totals(wins, "fp_region").items() if k.startswith(f"{name}/"))
 
 
-def test_counts_stay_exact_when_partitions_move(
-    kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path
-) -> None:
-    # Two hours of retention, so that windows become final during the day and a new owner
-    # starts from a replay point in the middle of its counts partition.
-    pool = WorkerPool(
-        kafka_bootstrap,
-        topic_names,
-        tmp_path,
-        DARKSCOPE_WORKER_RETENTION="7200",
-        DARKSCOPE_WORKER_IDLE_AFTER="6",
-    )
+def _day(tmp: Path, packets: int, seed: int) -> tuple[list[PacketBatch], dict[str, Any]]:
+    """A simulated day in batches of 500 packets, and its ground truth."""
     sim = simulate_quarter(
         "2022Q2",
-        packets_per_day=40_000,
+        packets_per_day=packets,
         days=1,
-        seed=11,
+        seed=seed,
         batch_size=500,
         prefix=["198.51.100.0/24"],
         sensor_id="sim-day",
     )
     batches = list(sim)
-    sim.write_ground_truth(tmp_path / "truth.json")
-    truth = json.loads((tmp_path / "truth.json").read_text())
+    sim.write_ground_truth(tmp / "truth.json")
+    return batches, json.loads((tmp / "truth.json").read_text())
+
+
+def _counted(bootstrap: str, topics: TopicNames, pool: WorkerPool, batches: int, tmp: Path) -> dict:
+    """The settled windows once every batch is enriched and the day's 24 hours are closed."""
+
+    def drained() -> bool:
+        hours = [k for k in windows(bootstrap, pool.app_id) if k[0] == "sensor" and k[1] == "1h"]
+        return len(set(_enriched(bootstrap, topics.enriched))) >= batches and len(hours) >= 24
+
+    wait_for("the day to be counted", drained, 180, tmp)
+    return settled_windows(bootstrap, pool.app_id, tmp)
+
+
+def _assert_exact(wins: dict, truth: dict[str, Any], raised: list[dict[str, Any]]) -> None:
+    expected = truth["totals"]["packets"]
+    assert hourly_totals(wins, "sensor") == {"sim-day": expected}
+    assert hourly_totals(wins, "region") == truth["totals"]["by_region"]
+    assert _sum_fp(wins, "mirai") == truth["totals"]["by_fingerprint"]["mirai"]
+    # Minute windows too (each hour's minutes are one table value, rewritten by a new owner).
+    minutes = sum(
+        p for (k, size, _), c in wins.items() if k == "sensor" and size == "1m" for p, _ in c.values()
+    )
+    assert minutes == expected
+    ids = [a["alert_id"] for a in raised]
+    assert len(ids) == len(set(ids)), "a window closed again after a takeover raised its alert twice"
+
+
+def test_counts_stay_exact_when_partitions_move(
+    kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path
+) -> None:
+    # Two hours of retention, so that windows become final during the day and a new owner
+    # starts from a replay point in the middle of its counts partition.
+    env = {"DARKSCOPE_WORKER_RETENTION": "7200", "DARKSCOPE_WORKER_IDLE_AFTER": "6"}
+    pool = WorkerPool(kafka_bootstrap, topic_names, tmp_path, **env)
+    batches, truth = _day(tmp_path, 40_000, 11)
     pub = Publisher(kafka_bootstrap)
     third = len(batches) // 3
     try:
@@ -87,65 +113,28 @@ def test_counts_stay_exact_when_partitions_move(
         stopper.start()
         _send(pub, topic_names.packets, batches[sent:], 0.2)
         stopper.join()
-        expected = truth["totals"]["packets"]
-
-        seen: dict[str, int] = {}
-
-        def drained() -> bool:
-            hours = [k for k in windows(kafka_bootstrap, pool.app_id) if k[0] == "sensor" and k[1] == "1h"]
-            seen.update(batches=len(set(_enriched(kafka_bootstrap, topic_names.enriched))), hours=len(hours))
-            return seen["batches"] >= len(batches) and seen["hours"] >= 24
-
-        try:
-            wait_for("the day to be counted", drained, 120, tmp_path)
-        except AssertionError as exc:
-            raise AssertionError(f"{seen}: {len(batches)} batches") from exc
-        wins = settled_windows(kafka_bootstrap, pool.app_id, tmp_path)
+        wins = _counted(kafka_bootstrap, topic_names, pool, len(batches), tmp_path)
         raised = alerts(kafka_bootstrap, topic_names.alerts)
         enriched = _enriched(kafka_bootstrap, topic_names.enriched)
     finally:
         pool.close()
-    logs = [pool.log(0), pool.log(1)]
-    rereads = [int(n) for log in logs for n in re.findall(r"re-read (\d+) partials", log)]
+    logs = pool.log(0) + pool.log(1)
+    rereads = [int(n) for n in re.findall(r"re-read (\d+) partials", logs)]
     assert rereads and max(rereads) > 0, "a new owner should have re-read partials"
-    # Batches enriched twice (at-least-once delivery) are in the enriched topic twice (the sink
-    # deduplicates them) but counted once.
     assert len(set(enriched)) == len(batches)  # some may be there twice: the sink drops repeats
-    assert hourly_totals(wins, "sensor") == {"sim-day": expected}
-    assert hourly_totals(wins, "region") == truth["totals"]["by_region"]
-    assert _sum_fp(wins, "mirai") == truth["totals"]["by_fingerprint"]["mirai"]
-    # Minute windows too (each hour's minutes are one table value, rewritten by the new owner).
-    minutes = sum(
-        p for (k, size, _), c in wins.items() if k == "sensor" and size == "1m" for p, _ in c.values()
-    )
-    assert minutes == expected
-    ids = [a["alert_id"] for a in raised]
-    assert len(ids) == len(set(ids)), "a window closed again after a takeover raised its alert twice"
+    _assert_exact(wins, truth, raised)
 
 
 def test_counts_stay_exact_when_a_worker_is_killed(
     kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path
 ) -> None:
-    pool = WorkerPool(
-        kafka_bootstrap,
-        topic_names,
-        tmp_path,
-        DARKSCOPE_WORKER_RETENTION="7200",
-        DARKSCOPE_WORKER_IDLE_AFTER="6",
-        DARKSCOPE_WORKER_SESSION_TIMEOUT="8",
-    )
-    sim = simulate_quarter(
-        "2022Q2",
-        packets_per_day=30_000,
-        days=1,
-        seed=12,
-        batch_size=500,
-        prefix=["198.51.100.0/24"],
-        sensor_id="sim-day",
-    )
-    batches = list(sim)
-    sim.write_ground_truth(tmp_path / "truth.json")
-    truth = json.loads((tmp_path / "truth.json").read_text())
+    env = {
+        "DARKSCOPE_WORKER_RETENTION": "7200",
+        "DARKSCOPE_WORKER_IDLE_AFTER": "6",
+        "DARKSCOPE_WORKER_SESSION_TIMEOUT": "8",
+    }
+    pool = WorkerPool(kafka_bootstrap, topic_names, tmp_path, **env)
+    batches, truth = _day(tmp_path, 30_000, 12)
     pub = Publisher(kafka_bootstrap)
     half = len(batches) // 2
     try:
@@ -156,25 +145,9 @@ def test_counts_stay_exact_when_a_worker_is_killed(
         pool.kill(0)
         pool.start()
         _send(pub, topic_names.packets, batches[half:], 0.2)
-
-        def drained() -> bool:
-            hours = [k for k in windows(kafka_bootstrap, pool.app_id) if k[0] == "sensor" and k[1] == "1h"]
-            done = len(set(_enriched(kafka_bootstrap, topic_names.enriched))) >= len(batches)
-            return done and len(hours) >= 24
-
-        wait_for("the day to be counted after the kill", drained, 180, tmp_path)
-        wins = settled_windows(kafka_bootstrap, pool.app_id, tmp_path)
+        wins = _counted(kafka_bootstrap, topic_names, pool, len(batches), tmp_path)
         raised = alerts(kafka_bootstrap, topic_names.alerts)
     finally:
         pool.close()
     assert "took over" in pool.log(1)
-    expected = truth["totals"]["packets"]
-    assert hourly_totals(wins, "sensor") == {"sim-day": expected}
-    assert hourly_totals(wins, "region") == truth["totals"]["by_region"]
-    assert _sum_fp(wins, "mirai") == truth["totals"]["by_fingerprint"]["mirai"]
-    minutes = sum(
-        p for (k, size, _), c in wins.items() if k == "sensor" and size == "1m" for p, _ in c.values()
-    )
-    assert minutes == expected
-    ids = [a["alert_id"] for a in raised]
-    assert len(ids) == len(set(ids)), "an alert was raised twice"
+    _assert_exact(wins, truth, raised)

@@ -5,6 +5,7 @@
 - ``sinks.native``  those columns -> one ClickHouse Native block per insert (what the sink sends)
 - ``sinks.store``   ``Store``: open by DSN (chdb://PATH or http(s)://), migrate, insert, query
 - ``sinks.sink``    ``Sink``: the consumer loop with exactly-once inserts and dead letters
+- ``sinks.inserter`` ``Inserter``: the sink's inserts on a worker thread, finished in order
 - ``sinks.run``     the ``darkscope sink`` process
 - ``sinks.sql``     ``darkscope sql`` rendering
 """

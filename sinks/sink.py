@@ -12,12 +12,19 @@ Delivery is exactly-once into ClickHouse on top of Kafka's at-least-once:
   token, before grouping freely again. ClickHouse drops the blocks it already has, in
   ``packets`` and in every rollup; so a crash between insert and commit never counts twice,
   and nothing is committed before it is stored.
+- Inserts run on one worker thread (chDB and the ClickHouse client release the GIL while they
+  work) so that the loop reads, decodes and encodes the next group meanwhile: at most two
+  inserts are in hand, and they finish in the order they were handed over, so offsets are
+  committed in order. A group's intent is committed only once every earlier group of its
+  partition is stored and committed (the committed offset is always where a replay starts).
+  A revoked partition waits for the inserts in hand to finish and commits them first.
 - ClickHouse unavailable: the insert is retried with exponential backoff, forever.
 - A message that is not a readable EnrichedBatch goes to the dead-letter topic (stage
   ``sink``) with its topic, partition and offset; its offset is part of its group.
 
-Sensor health records are inserted as they come; ``sensor_health`` is a ReplacingMergeTree,
-so a record redelivered after a crash collapses into its first copy.
+Sensor health records are inserted as they come (on the same worker thread, after the groups
+handed over before them); ``sensor_health`` is a ReplacingMergeTree, so a record redelivered
+after a crash collapses into its first copy.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ from darkscope.settings import KafkaSettings, SinkSettings, TopicNames
 from producers.kafka import Publisher
 from schemas.codec import dead_letter
 from sinks.arrow import EnrichedColumns, columns_from_record
+from sinks.inserter import Inserter
+from sinks.native import native_block
 from sinks.store import Store
 from streams.enrich import ENRICHED_BATCH
 
@@ -45,6 +54,8 @@ logger = logging.getLogger(__name__)
 INTENT_PREFIX = "darkscope-sink:"
 SENSOR_HEALTH = "darkscope.SensorHealth"
 _HEALTH_BATCH = 1000
+# Inserts handed to the worker thread and not yet committed: one running, one waiting.
+_IN_HAND = 2
 
 
 @dataclass
@@ -79,6 +90,7 @@ class _Group:
     rows: int = 0
     parts: list[EnrichedColumns] = field(default_factory=list)
     dead: list[tuple[str, str, Message]] = field(default_factory=list)
+    block: tuple[list[str], bytes] | None = None  # the Native block, built when the group is flushed
 
 
 def parse_intent(metadata: str | None) -> tuple[int, int] | None:
@@ -119,6 +131,8 @@ class Sink:
         self._health_offsets: dict[int, int] = {}
         self._health_since = clock()
         self._assigned_at: float | None = None  # idle time counts from the last assignment
+        # Every insert runs on this one worker thread while the loop reads the next group.
+        self._inserts = Inserter(_IN_HAND, "darkscope-sink-insert")
         self._dead = Publisher(kafka.bootstrap)
         self._consumer = Consumer(
             {
@@ -151,7 +165,8 @@ class Sink:
         last_log = self.clock()
         try:
             while not self._stop:
-                msgs = self._consumer.consume(500, 0.1)
+                # While inserts are in hand, come back soon to commit the ones that finished.
+                msgs = self._consumer.consume(500, 0.02 if self._inserts else 0.1)
                 for msg in msgs:
                     if msg.error():
                         logger.warning("kafka: %s", msg.error())
@@ -161,6 +176,7 @@ class Sink:
                 if msgs:
                     last_message = now
                 self._flush_due(now)
+                self._inserts.finish_done()
                 if now - last_log >= 10:
                     logger.info("sink: %s", self.stats)
                     last_log = now
@@ -171,11 +187,17 @@ class Sink:
                     and self._assigned_at is not None
                     and not self._groups
                     and not self._health
+                    and not self._inserts
                     and now - last_message >= exit_when_idle
                 ):
                     break
             self._flush_all()
+            self._inserts.finish_all()
         finally:
+            # After a failure nothing more is committed: the intents in Kafka replay the rest.
+            # An insert still retrying gives up at its next failure.
+            self._stop = True
+            self._inserts.close()
             self._consumer.close()
             self._dead.flush()
         logger.info("sink stopped: %s", self.stats)
@@ -200,8 +222,10 @@ class Sink:
                 self._intents[tp.partition] = intent
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Groups not inserted yet are dropped: the next owner reads them again from the
+        # Inserts in hand are finished and committed while the partitions are still ours.
+        # Groups not handed over yet are dropped: the next owner reads them again from the
         # committed offset (and replays a committed intent exactly).
+        self._inserts.finish_all()
         for tp in partitions:
             if tp.topic == self.topics.enriched:
                 self._groups.pop(tp.partition, None)
@@ -276,9 +300,20 @@ class Sink:
         self._flush_health()
 
     def _flush(self, p: int) -> None:
+        """Hand a group to the worker thread: block built, earlier groups of ``p`` committed,
+        intent committed."""
         group = self._groups.pop(p)
         topic = self.topics.enriched
         intent = self._intents.pop(p, None)
+        if group.parts:
+            # Built here, while the worker thread inserts the group before.
+            group.block = native_block(group.parts)
+            group.parts = []
+        # The intent moves the partition's committed offset to this group: everything before
+        # it must be stored and committed first. Making room first also bounds the groups
+        # whose intent is committed but not their offsets (a crash replays those).
+        self._inserts.finish_key(p)
+        self._inserts.make_room()
         if intent is None:
             intent_tp = TopicPartition(
                 topic, p, group.first, metadata=f"{INTENT_PREFIX}{group.first}-{group.last}"
@@ -296,53 +331,69 @@ class Sink:
                     group.last,
                     intent,
                 )
-        if group.parts:
-            self._insert(group, f"{topic}:{p}:{group.first}-{group.last}")
+        token = f"{topic}:{p}:{group.first}-{group.last}"
+        self._inserts.hand_over(
+            (lambda: self._insert(group, token)) if group.block is not None else (lambda: None),
+            lambda: self._stored(p, group),
+            key=p,
+        )
+
+    def _insert(self, group: _Group, token: str) -> None:
+        """On the worker thread: insert a group's block until ClickHouse takes it."""
+        assert group.block is not None
+        columns, block = group.block
+        self._retrying(
+            f"ClickHouse insert {token}", lambda: self.store.insert_native("packets", columns, block, token)
+        )
+
+    def _stored(self, p: int, group: _Group) -> None:
+        """Once a group is stored: its dead letters, then its offsets."""
+        if group.block is not None:
+            self.stats.inserts += 1
+            self.stats.rows += group.rows
         for reason, error, msg in group.dead:
             self._send_dead(reason, error, msg)
         if group.dead:
             self._dead.flush()
-        self._commit([TopicPartition(topic, p, group.last + 1, metadata="")])
+        self._commit([TopicPartition(self.topics.enriched, p, group.last + 1, metadata="")])
         self.stats.last_insert_at = self.clock()
 
-    def _insert(self, group: _Group, token: str) -> None:
+    def _flush_health(self) -> None:
+        if self._health or self._health_offsets:
+            records = self._health
+            offsets = [TopicPartition(self.topics.sensors, p, o) for p, o in self._health_offsets.items()]
+
+            def stored() -> None:
+                self.stats.health += len(records)
+                if offsets:
+                    self._commit(offsets)
+
+            self._inserts.hand_over(
+                lambda: self._retrying(
+                    "sensor health insert", lambda: self.store.insert_sensor_health(records)
+                ),
+                stored,
+            )
+            self._health = []
+            self._health_offsets = {}
+        self._health_since = self.clock()
+
+    def _retrying(self, what: str, insert: Callable[[], object]) -> None:
+        """On the worker thread: call ``insert`` until ClickHouse takes it, backing off."""
         delay = 0.5
         while True:
             try:
-                self.store.insert_enriched(group.parts, dedup_token=token)
+                insert()
+                return
             except StoreUnavailable as exc:
                 if self._stop:
                     # Asked to stop while ClickHouse is down: leave uncommitted; whoever
                     # resumes the partition replays this group from its committed intent.
                     raise
                 self.stats.retries += 1
-                logger.warning("ClickHouse insert %s failed, retrying in %.1f s: %s", token, delay, exc)
+                logger.warning("%s failed, retrying in %.1f s: %s", what, delay, exc)
                 self.sleep(delay)
                 delay = min(delay * 2, self.settings.max_backoff)
-                continue
-            self.stats.inserts += 1
-            self.stats.rows += group.rows
-            return
-
-    def _flush_health(self) -> None:
-        if self._health:
-            delay = 0.5
-            while True:
-                try:
-                    self.stats.health += self.store.insert_sensor_health(self._health)
-                    break
-                except StoreUnavailable as exc:
-                    if self._stop:
-                        raise
-                    self.stats.retries += 1
-                    logger.warning("sensor health insert failed, retrying in %.1f s: %s", delay, exc)
-                    self.sleep(delay)
-                    delay = min(delay * 2, self.settings.max_backoff)
-            self._health = []
-        if self._health_offsets:
-            self._commit([TopicPartition(self.topics.sensors, p, o) for p, o in self._health_offsets.items()])
-            self._health_offsets = {}
-        self._health_since = self.clock()
 
     def _send_dead(self, reason: str, error: str, msg: Message) -> None:
         self.stats.dead += 1

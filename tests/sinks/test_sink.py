@@ -6,14 +6,15 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from darkscope.settings import KafkaSettings, SinkSettings, TopicNames
+from darkscope.topics import watermarks
 from schemas.codec import Codec
-from sinks.sink import INTENT_PREFIX, Sink, SinkStats
+from sinks.sink import INTENT_PREFIX, Sink, SinkStats, parse_intent
 from sinks.store import Store
 from tests.kafka_helpers import read_all
 from tests.sinks.conftest import PARTITIONS, EnrichedWeek
@@ -61,6 +62,16 @@ def sink_settings(tmp_path: Path, **over: Any) -> SinkSettings:
     }
     values.update(over)
     return SinkSettings(**values)
+
+
+def committed_offsets(bootstrap: str, group: str, topic: str) -> dict[int, tuple[int, str]]:
+    """Partition -> (committed offset, commit metadata) of a consumer group."""
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        return {tp.partition: (tp.offset, tp.metadata or "") for tp in probe.committed(parts, timeout=10)}
+    finally:
+        probe.close()
 
 
 def run_once(
@@ -126,15 +137,14 @@ def test_crash_between_insert_and_commit_is_replayed_without_double_counting(
         # The crashed group's intent is what the partition has committed.
         partition = int(token.split(":")[1])
         first, last = token.rsplit(":", 1)[1].split("-")
-        from confluent_kafka import Consumer, TopicPartition
-
-        probe = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": settings.group_id})
-        [committed] = probe.committed([TopicPartition(topic_names.enriched, partition)], timeout=10)
-        probe.close()
-        assert (committed.offset, committed.metadata) == (int(first), f"{INTENT_PREFIX}{first}-{last}")
+        committed = committed_offsets(kafka_bootstrap, settings.group_id, topic_names.enriched)
+        assert committed[partition] == (int(first), f"{INTENT_PREFIX}{first}-{last}")
+        # The group handed over after it (another partition's) may have its intent committed too.
+        intents = [p for p, (offset, meta) in committed.items() if (parse_intent(meta) or (-1,))[0] == offset]
+        assert 1 <= len(intents) <= 2
 
         stats = run_once(store, settings, kafka_bootstrap, topic_names)
-        assert stats.replayed_groups == 1
+        assert stats.replayed_groups == len(intents)
         assert_store_matches_truth(store, week.truth)
 
 
@@ -207,3 +217,135 @@ def test_inserts_are_retried_until_clickhouse_takes_them(
         want = sum(len(e.batch) for e in week.batches[:8])
         assert stats.rows == want
         assert store.query("SELECT count() FROM packets").result_rows == [(want,)]
+
+
+class Event(NamedTuple):
+    what: str  # insert (started), inserted, commit
+    partition: int
+    offset: int  # the group's first offset for inserts, the committed offset for commits
+    metadata: str  # commit metadata ('' for a final commit)
+    thread: int
+
+
+class RecordingSink(Sink):
+    """A sink whose inserts take a while, logging inserts and commits as they happen."""
+
+    insert_seconds = 0.2
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.log: list[Event] = []
+        self.in_hand_at_revoke: list[int] = []
+        self.assigned: list[int] = []
+
+    def _insert(self, group: Any, token: str) -> None:
+        p, first = int(token.split(":")[-2]), int(group.first)
+        self.log.append(Event("insert", p, first, "", threading.get_ident()))
+        time.sleep(self.insert_seconds)
+        super()._insert(group, token)
+        self.log.append(Event("inserted", p, first, "", threading.get_ident()))
+
+    def _commit(self, offsets: list[TopicPartition]) -> bool:
+        ok = super()._commit(offsets)
+        for tp in offsets:
+            if ok and tp.topic == self.topics.enriched:
+                self.log.append(
+                    Event("commit", tp.partition, tp.offset, tp.metadata or "", threading.get_ident())
+                )
+        return ok
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        super()._on_assign(consumer, partitions)
+        self.assigned += [tp.partition for tp in partitions if tp.topic == self.topics.enriched]
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.in_hand_at_revoke.append(len(self._inserts))
+        super()._on_revoke(consumer, partitions)
+
+
+def _at(log: list[Event], what: str, p: int, offset: int, metadata: str = "") -> int:
+    return next(i for i, e in enumerate(log) if e[:4] == (what, p, offset, metadata))
+
+
+def _check_commit_order(log: list[Event], ends: dict[int, int]) -> None:
+    """Per partition: intent first..last, the group stored, offset last + 1, the next intent from there."""
+    for p, end in ends.items():
+        commits = [e for e in log if e.what == "commit" and e.partition == p]
+        position = 0
+        for intent, final in zip(commits[::2], commits[1::2], strict=True):
+            first, last = parse_intent(intent.metadata) or (-1, -1)
+            assert (intent.offset, first, final.metadata, final.offset) == (position, position, "", last + 1)
+            assert _at(log, "commit", p, first, intent.metadata) < _at(log, "inserted", p, first)
+            assert _at(log, "inserted", p, first) < _at(log, "commit", p, final.offset)
+            position = final.offset
+        assert position == end
+
+
+def test_the_next_group_is_read_while_one_is_inserted_and_commits_follow_inserts_in_order(
+    kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path, week: EnrichedWeek
+) -> None:
+    produce(kafka_bootstrap, topic_names.enriched, week.frames)
+    settings = sink_settings(tmp_path, batch_rows=2000)
+    with open_store(settings) as store:
+        sink = RecordingSink(
+            store, settings, KafkaSettings(bootstrap=kafka_bootstrap, partitions=PARTITIONS), topic_names
+        )
+        stats = sink.run(exit_when_idle=4.0)
+        assert stats.rows == week.packets and stats.replayed_groups == 0
+        assert_store_matches_truth(store, week.truth)
+    ends = {p: hi for p, (_, hi) in watermarks(kafka_bootstrap, topic_names.enriched).items()}
+    _check_commit_order(sink.log, ends)
+    main = threading.get_ident()
+    assert {e.thread for e in sink.log if e.what == "commit"} == {main}
+    assert main not in {e.thread for e in sink.log if e.what == "insert"}  # inserts on the worker thread
+    # Pipelined: some group's intent was committed while the group before it was being inserted.
+    running, overlapped = 0, 0
+    for e in sink.log:
+        running += {"insert": 1, "inserted": -1}.get(e.what, 0)
+        overlapped += e.what == "commit" and e.metadata != "" and running > 0
+    assert overlapped > 0
+
+
+def test_a_sink_joining_midstream_gets_partitions_committed_to_the_group_stored_once(
+    kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path, week: EnrichedWeek
+) -> None:
+    half = len(week.frames) // 2
+    produce(kafka_bootstrap, topic_names.enriched, week.frames[:half])
+    # One enriched batch per insert, half a second each: the first sink still has inserts in
+    # hand when it next polls Kafka and learns that the group rebalances.
+    settings = sink_settings(tmp_path, batch_rows=1000)
+    kafka = KafkaSettings(bootstrap=kafka_bootstrap, partitions=PARTITIONS)
+    with open_store(settings) as store:
+        first = RecordingSink(store, settings, kafka, topic_names)
+        first.insert_seconds = 0.5
+        second = RecordingSink(store, settings, kafka, topic_names)
+        results: dict[str, SinkStats] = {}
+        a = threading.Thread(target=lambda: results.setdefault("first", first.run(exit_when_idle=5.0)))
+        b = threading.Thread(target=lambda: results.setdefault("second", second.run(exit_when_idle=5.0)))
+        a.start()
+        try:
+            deadline = time.monotonic() + 60
+            while not any(e.what == "commit" and e.metadata == "" for e in first.log):
+                assert time.monotonic() < deadline and a.is_alive()
+                time.sleep(0.05)
+            b.start()
+            while not second.assigned:
+                assert time.monotonic() < deadline and b.is_alive()
+                time.sleep(0.05)
+            produce(kafka_bootstrap, topic_names.enriched, week.frames[half:])
+        finally:
+            a.join(120)
+            if b.ident is not None:
+                b.join(120)
+        assert set(results) == {"first", "second"}
+        # The first sink gave its partitions up with inserts in hand and committed them first:
+        # nobody found an intent to replay, and every commit succeeded.
+        assert max(first.in_hand_at_revoke) > 0
+        assert results["first"].replayed_groups == results["second"].replayed_groups == 0
+        assert results["first"].commit_failures == results["second"].commit_failures == 0
+        assert results["second"].rows > 0
+        assert results["first"].rows + results["second"].rows == week.packets
+        assert_store_matches_truth(store, week.truth)
+    ends = {p: hi for p, (_, hi) in watermarks(kafka_bootstrap, topic_names.enriched).items()}
+    committed = committed_offsets(kafka_bootstrap, settings.group_id, topic_names.enriched)
+    assert {p: offset for p, (offset, _) in committed.items()} == ends

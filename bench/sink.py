@@ -11,6 +11,9 @@ EnrichedBatch frames to a fresh enriched topic (4 partitions), then alternates:
   database with the full schema (raw table + the eight rollup views); only the insert calls
   are timed. So it is the floor of what the store costs, without Kafka, decoding or encoding;
 - raw, table only: the same into a database that has the raw table and no views;
+- raw, DEFAULTs in ClickHouse: the same, full schema, with blocks that leave ``day``,
+  ``source`` and ``victim`` to their DEFAULT expressions (the sink's block before it computed
+  them), to see what computing them in NumPy saves the engine;
 - raw insert_arrow: the same groups as Arrow tables through ``client.insert_arrow`` (the
   sink's previous path), full schema, for comparison;
 - sink: :class:`sinks.sink.Sink` consumes the topic (own consumer group) into a fresh database
@@ -121,10 +124,10 @@ def fresh_database(dsn: str, name: str, table_only: bool = False) -> Store:
     return store
 
 
-def raw_insert(store: Store, groups: list[list[EnrichedColumns]], tag: str) -> float:
+def raw_insert(store: Store, groups: list[list[EnrichedColumns]], tag: str, derived: bool = True) -> float:
     """Rows/s of plain client.raw_insert(fmt="Native") calls (blocks built beforehand), with the
     sink's insert settings and one deduplication token per insert, so the server does the same work."""
-    blocks = [native_block(g) for g in groups]
+    blocks = [native_block(g, derived=derived) for g in groups]
     rows = sum(len(c) for g in groups for c in g)
     t0 = time.perf_counter()
     for i, (columns, block) in enumerate(blocks):
@@ -174,7 +177,7 @@ def main() -> None:
     publish(bootstrap, topics.enriched, frames)
     del frames
 
-    raw_rates, table_rates, arrow_rates, sink_rates = [], [], [], []
+    raw_rates, table_rates, defaults_rates, arrow_rates, sink_rates = [], [], [], [], []
     with tempfile.TemporaryDirectory(prefix="darkscope-bench-sink-") as tmp:
         dsn = f"chdb://{tmp}/store"
         for run in range(args.repeat):
@@ -182,6 +185,8 @@ def main() -> None:
                 raw_rates.append(raw_insert(store, groups, f"raw-{run}"))
             with fresh_database(dsn, f"table_{run}", table_only=True) as store:
                 table_rates.append(raw_insert(store, groups, f"table-{run}"))
+            with fresh_database(dsn, f"defaults_{run}") as store:
+                defaults_rates.append(raw_insert(store, groups, f"defaults-{run}", derived=False))
             with fresh_database(dsn, f"arrow_{run}") as store:
                 arrow_rates.append(raw_insert_arrow(store, groups, f"arrow-{run}"))
             settings = SinkSettings(
@@ -213,16 +218,20 @@ def main() -> None:
                 sink_rates.append(stats.rows_per_second())
             print(
                 f"  run {run}: raw Native {raw_rates[-1] / 1e6:.2f} M rows/s, "
-                f"table only {table_rates[-1] / 1e6:.2f}, insert_arrow {arrow_rates[-1] / 1e6:.2f}, "
-                f"sink {sink_rates[-1] / 1e6:.2f} M rows/s"
+                f"table only {table_rates[-1] / 1e6:.2f}, "
+                f"DEFAULTs in ClickHouse {defaults_rates[-1] / 1e6:.2f}, "
+                f"insert_arrow {arrow_rates[-1] / 1e6:.2f}, sink {sink_rates[-1] / 1e6:.2f} M rows/s"
             )
     admin_client(bootstrap).delete_topics([topics.enriched, topics.sensors, topics.deadletter])
     raw, table, arrow, sink = max(raw_rates), max(table_rates), max(arrow_rates), max(sink_rates)
+    defaults = max(defaults_rates)
     print(f"raw Native raw_insert, full schema (packets + 8 rollups): {raw / 1e6:6.2f} M rows/s")
     print(f"raw Native raw_insert, packets table only:               {table / 1e6:6.2f} M rows/s")
+    print(f"raw Native, DEFAULTs computed by ClickHouse, full schema: {defaults / 1e6:6.2f} M rows/s")
     print(f"raw insert_arrow (Arrow), full schema:                   {arrow / 1e6:6.2f} M rows/s")
     print(f"sink, enriched topic -> chDB, full schema:               {sink / 1e6:6.2f} M rows/s")
     print(f"sink / raw (same schema): {sink / raw:.2f}   (floor: 1M rows/s and 0.5)")
+    print(f"sink / raw with DEFAULTs in ClickHouse (the block before): {sink / defaults:.2f}")
 
 
 if __name__ == "__main__":

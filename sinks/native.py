@@ -17,7 +17,12 @@ strings) and its values:
   additional keys), UInt64 flags (index width, has additional keys, new dictionary), UInt64
   key count, the keys as Strings, UInt64 row count, then one index per row.
 
-The columns with a DEFAULT (``day``, ``source``, ``victim``) are left to ClickHouse.
+- ``Date``: UInt16 days since 1970-01-01.
+
+The columns with a DEFAULT (``day``, ``source``, ``victim``, see :mod:`sinks.schema`) are
+computed here with NumPy, to the same values: computing them in the engine costs it about
+0.2 µs a row, on the thread that inserts, while the block is built on the sink's other thread.
+The DEFAULTs stay in the schema for other writers (``derived=False`` leaves them to ClickHouse).
 """
 
 from __future__ import annotations
@@ -29,8 +34,10 @@ import numpy as np
 import numpy.typing as npt
 
 from sinks.arrow import EnrichedColumns, merged_dictionary
+from sinks.schema import ICMP_ERRORS
+from streams.fingerprints import Fingerprint
 
-__all__ = ["NATIVE_COLUMNS", "native_block"]
+__all__ = ["DERIVED_COLUMNS", "NATIVE_COLUMNS", "derived_columns", "native_block"]
 
 Array = npt.NDArray[Any]
 Chunk = bytes | memoryview
@@ -69,6 +76,11 @@ _PACKET: dict[str, tuple[str, str]] = {
     "inner_dport": ("UInt16", "<u2"),
 }
 _LC = "LowCardinality(String)"
+_DAY_NS = 86_400 * 10**9
+_BACKSCATTER = int(Fingerprint.BACKSCATTER)
+_ICMP_ERROR_TYPES = np.array(ICMP_ERRORS, np.uint8)
+# toIPv6 of an IPv4 address: ::ffff:a.b.c.d
+_MAPPED_PREFIX = np.array([0] * 10 + [0xFF, 0xFF], np.uint8)
 
 # The block's columns in order, with their ClickHouse types.
 NATIVE_COLUMNS: list[tuple[str, str]] = [
@@ -91,6 +103,8 @@ NATIVE_COLUMNS: list[tuple[str, str]] = [
     ("source_partition", "UInt32"),
     ("source_offset", "UInt64"),
 ]
+# The columns the schema fills with a DEFAULT expression, computed here unless told not to.
+DERIVED_COLUMNS: list[tuple[str, str]] = [("day", "Date"), ("source", "IPv6"), ("victim", "IPv4")]
 
 
 def _leb128(n: int) -> bytes:
@@ -156,8 +170,35 @@ def _const_strings(
     return _low_cardinality(keys, codes)
 
 
-def native_block(parts: Sequence[EnrichedColumns]) -> tuple[list[str], bytes]:
-    """The ``packets`` rows of one or more enriched batches: (column names, Native block)."""
+def derived_columns(p: EnrichedColumns) -> dict[str, Array]:
+    """``day``, ``source`` and ``victim`` of a batch, as the DEFAULTs of ``packets`` compute them.
+
+    ``day`` = toDate(ts) (days since the epoch, wrapping to UInt16 as ClickHouse does);
+    ``source`` = src6 for IPv6 packets, else ``::ffff:src``, 16 bytes in network order;
+    ``victim`` = 0 unless backscatter, then inner_dst for an ICMP error quoting a datagram,
+    else src.
+    """
+    b = p.batch
+    n = len(b)
+    day = np.floor_divide(b["ts"], _DAY_NS).astype("<u2")
+    source = np.empty((n, 16), np.uint8)
+    source[:, :12] = _MAPPED_PREFIX
+    source[:, 12:] = b["src"].astype(">u4").view(np.uint8).reshape(n, 4)
+    v6 = b["ip_version"] == 6
+    if v6.any():
+        source[v6] = np.ascontiguousarray(b["src6"][v6]).view(np.uint8).reshape(-1, 16)
+    quoted = (b["protocol"] == 1) & np.isin(b["icmp_type"], _ICMP_ERROR_TYPES) & (b["inner_protocol"] != 0)
+    victim = np.where(quoted, b["inner_dst"], b["src"]).astype("<u4")
+    victim[(np.asarray(p.fp_flags) & _BACKSCATTER) == 0] = 0
+    return {"day": day, "source": source.view("V16").reshape(n), "victim": victim}
+
+
+def native_block(parts: Sequence[EnrichedColumns], derived: bool = True) -> tuple[list[str], bytes]:
+    """The ``packets`` rows of one or more enriched batches: (column names, Native block).
+
+    With ``derived`` the block carries ``day``, ``source`` and ``victim`` (see
+    :func:`derived_columns`); without, ClickHouse computes them from their DEFAULTs.
+    """
     n = sum(len(p) for p in parts)
     data: dict[str, list[Chunk]] = {}
     data["ts"] = _column(parts, lambda p: p.batch["ts"], "<i8")
@@ -184,7 +225,13 @@ def native_block(parts: Sequence[EnrichedColumns]) -> tuple[list[str], bytes]:
     data["source_topic"] = _const_strings(parts, lambda p: p.source_topic)
     data["source_partition"] = [_fixed(_per_part(parts, lambda p: p.source_partition, "<u4"), "<u4")]
     data["source_offset"] = [_fixed(_per_part(parts, lambda p: p.source_offset, "<u8"), "<u8")]
-    chunks: list[Chunk] = [_leb128(len(NATIVE_COLUMNS)), _leb128(n)]
-    for name, typ in NATIVE_COLUMNS:
+    columns = list(NATIVE_COLUMNS)
+    if derived:
+        columns += DERIVED_COLUMNS
+        computed = [derived_columns(p) for p in parts]
+        for name, _ in DERIVED_COLUMNS:
+            data[name] = [_raw(c[name]) for c in computed]
+    chunks: list[Chunk] = [_leb128(len(columns)), _leb128(n)]
+    for name, typ in columns:
         chunks += [_string(name), _string(typ), *data[name]]
-    return [name for name, _ in NATIVE_COLUMNS], b"".join(chunks)
+    return [name for name, _ in columns], b"".join(chunks)

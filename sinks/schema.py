@@ -17,6 +17,10 @@ ORDER BY (sensor, protocol, dport, ts), TTL from ``DARKSCOPE_SINK_TTL_DAYS``)::
     the quoted datagram; 0.0.0.0 otherwise), geo_db_version, asn_db_version,
     source_topic, source_partition, source_offset (the packet batch: provenance and dedup).
 
+``day``, ``source`` and ``victim`` have DEFAULT expressions for any writer; the sink sends them
+computed the same way with NumPy (:func:`sinks.native.derived_columns`; a test checks both
+give the same rows), which spares the engine that work.
+
 Rollups: AggregatingMergeTree tables per hour (``hour DateTime('UTC')``), filled by
 materialized views of ``packets``, and per day (``day Date``), filled by views of the hourly
 tables (so each dimension makes one pass over the raw rows, not two; deduplication follows
@@ -62,6 +66,7 @@ from streams.fingerprints import Fingerprint
 __all__ = [
     "DEDUP_WINDOW",
     "FINGERPRINT_NAMES",
+    "ICMP_ERRORS",
     "MIGRATIONS",
     "RAW_PART_SETTINGS",
     "ROLLUP_TABLES",
@@ -77,7 +82,8 @@ FINGERPRINT_NAMES: dict[int, str] = {int(bit): str(bit.name).lower() for bit in 
 
 _BACKSCATTER = int(Fingerprint.BACKSCATTER)
 # ICMP error types whose quoted datagram names the victim (as streams.enrich does).
-_ICMP_ERRORS = "(3, 4, 5, 11, 12)"
+ICMP_ERRORS = (3, 4, 5, 11, 12)
+_ICMP_ERRORS = str(ICMP_ERRORS)
 
 PACKETS = f"""
 CREATE TABLE IF NOT EXISTS packets (

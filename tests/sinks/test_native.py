@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,9 +11,10 @@ import numpy as np
 from schemas.batch import PacketBatch
 from schemas.codec import Codec
 from sinks.arrow import EnrichedColumns, arrow_table, columns_from_record
-from sinks.native import NATIVE_COLUMNS, native_block
+from sinks.native import DERIVED_COLUMNS, NATIVE_COLUMNS, native_block
 from sinks.schema import MIGRATIONS, SCHEMA_MIGRATIONS
 from sinks.store import Store
+from streams.fingerprints import Fingerprint
 from tests.sinks.conftest import EnrichedWeek
 
 # Every column of the raw table, as a row hash, and the rows counted.
@@ -78,9 +80,89 @@ def test_dictionaries_over_255_keys_take_wider_indexes(store: Store) -> None:
 
 def test_block_names_every_column_it_carries_once() -> None:
     names, block = native_block([_columns(3, ["US"])])
-    assert names == [n for n, _ in NATIVE_COLUMNS]
+    assert names == [n for n, _ in NATIVE_COLUMNS + DERIVED_COLUMNS]
     assert len(set(names)) == len(names)
     assert block[:2] == bytes([len(names), 3])  # LEB128 column count, row count
+
+
+def _ip(text: str) -> int:
+    return int(ipaddress.IPv4Address(text))
+
+
+def _edge_cases() -> EnrichedColumns:
+    """Packets for every branch of the DEFAULTs of day, source and victim."""
+    cols = _columns(12, ["US"], offset=7)
+    b, fp = cols.batch, cols.fp_flags
+    b["src"][:] = [_ip(f"198.51.{i}.{i + 1}") for i in range(12)]
+    b["inner_dst"][:] = [_ip(f"203.0.113.{i + 1}") for i in range(12)]
+    b["ip_version"][:] = 4
+    b["protocol"][:] = 6
+    backscatter = int(Fingerprint.BACKSCATTER)
+    # 0: a scan, not backscatter -> victim 0.0.0.0
+    fp[0] = int(Fingerprint.MIRAI)
+    # 1: SYN-ACK backscatter -> victim src
+    fp[1] = backscatter
+    # 2: ICMP port unreachable quoting a TCP datagram -> victim inner_dst; 3: time exceeded
+    # quoting nothing -> src; 4: echo reply (not an error) -> src; 5: an error, not backscatter -> 0
+    for row, icmp_type, inner, flags in (
+        (2, 3, 6, backscatter | 1),
+        (3, 11, 0, backscatter),
+        (4, 0, 6, backscatter),
+        (5, 3, 6, 0),
+    ):
+        b["protocol"][row], b["icmp_type"][row], b["inner_protocol"][row], fp[row] = (
+            1,
+            icmp_type,
+            inner,
+            flags,
+        )
+    # 6-7: IPv6 packets (source = src6; the IPv4 src is 0.0.0.0), one backscatter over ICMPv6 -> 0.0.0.0
+    for row, src6 in ((6, "2001:db8::1"), (7, "2001:db8:ffff::2")):
+        b["ip_version"][row], b["src"][row] = 6, 0
+        b["src6"][row] = np.frombuffer(ipaddress.IPv6Address(src6).packed, "V16")[0]
+    b["protocol"][7], b["icmp_type"][7], b["inner_protocol"][7], fp[7] = 58, 1, 6, backscatter
+    # 8: before 1970, 9: the last nanosecond of a day, 10: past 2149 (toDate wraps), 11: the epoch
+    b["ts"][8] = -3 * 86_400 * 10**9 + 5
+    b["ts"][9] = 1_656_633_600 * 10**9 - 1
+    b["ts"][10] = 7_258_118_400 * 10**9
+    b["ts"][11] = 0
+    return cols
+
+
+def test_day_source_and_victim_sent_equal_what_the_defaults_compute(store: Store, week: EnrichedWeek) -> None:
+    parts = [_edge_cases(), *(columns_from_record(Codec(), r) for r in week.records[:4])]
+    store.client.command("CREATE TABLE packets_defaults AS packets")
+    columns, block = native_block(parts)
+    store.insert_native("packets", columns, block, dedup_token="sent")
+    columns, block = native_block(parts, derived=False)
+    assert not {"day", "source", "victim"} & set(columns)
+    store.insert_native("packets_defaults", columns, block, dedup_token="defaults")
+
+    def rows(table: str) -> list[tuple[object, ...]]:
+        return list(store.query(f"SELECT * FROM {table} ORDER BY ALL").result_rows)
+
+    assert rows("packets") == rows("packets_defaults")
+    assert len(rows("packets")) == sum(len(p) for p in parts)
+    edge = store.query(
+        "SELECT toString(day), toString(source), toString(victim) FROM packets "
+        "WHERE source_offset = 7 ORDER BY batch_seq, source, victim"
+    ).result_rows
+    assert sorted(edge) == sorted(
+        [
+            ("2022-04-01", "::ffff:198.51.0.1", "0.0.0.0"),
+            ("2022-04-01", "::ffff:198.51.1.2", "198.51.1.2"),
+            ("2022-04-01", "::ffff:198.51.2.3", "203.0.113.3"),
+            ("2022-04-01", "::ffff:198.51.3.4", "198.51.3.4"),
+            ("2022-04-01", "::ffff:198.51.4.5", "198.51.4.5"),
+            ("2022-04-01", "::ffff:198.51.5.6", "0.0.0.0"),
+            ("2022-04-01", "2001:db8::1", "0.0.0.0"),
+            ("2022-04-01", "2001:db8:ffff::2", "0.0.0.0"),
+            ("2149-06-04", "::ffff:198.51.8.9", "0.0.0.0"),
+            ("2022-06-30", "::ffff:198.51.9.10", "0.0.0.0"),
+            ("2020-07-27", "::ffff:198.51.10.11", "0.0.0.0"),
+            ("1970-01-01", "::ffff:198.51.11.12", "0.0.0.0"),
+        ]
+    )
 
 
 def test_daily_rollups_read_the_hourly_ones_and_a_retry_fills_a_view_that_missed_the_insert(

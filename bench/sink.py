@@ -19,7 +19,8 @@ EnrichedBatch frames to a fresh enriched topic (4 partitions), then alternates:
 - sink: :class:`sinks.sink.Sink` consumes the topic (own consumer group) into a fresh database
   with the full schema; the rate is rows / (last commit - first batch read), so consumer-group
   start-up is not counted. It includes Kafka fetch, Avro decode, the Native block build, the
-  intent and offset commits, and the same inserts.
+  intent and offset commits, and the same inserts (which run on the sink's insert thread while
+  its loop reads, decodes and builds the next group, so the sink can come close to raw).
 
 The best of ``--repeat`` runs of each is printed. Needs a broker: DARKSCOPE_BOOTSTRAP (default
 127.0.0.1:9092). Prints figures, never asserts.

@@ -349,3 +349,37 @@ def test_a_sink_joining_midstream_gets_partitions_committed_to_the_group_stored_
     ends = {p: hi for p, (_, hi) in watermarks(kafka_bootstrap, topic_names.enriched).items()}
     committed = committed_offsets(kafka_bootstrap, settings.group_id, topic_names.enriched)
     assert {p: offset for p, (offset, _) in committed.items()} == ends
+
+
+def test_stop_mid_stream_stores_and_commits_the_groups_in_hand_and_a_restart_finishes_exactly(
+    kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path, week: EnrichedWeek
+) -> None:
+    # The first half only: a sink handles every message one poll returns before it looks at stop().
+    half = len(week.frames) // 2
+    produce(kafka_bootstrap, topic_names.enriched, week.frames[:half])
+    settings = sink_settings(tmp_path, batch_rows=1000)
+    kafka = KafkaSettings(bootstrap=kafka_bootstrap, partitions=PARTITIONS)
+    with open_store(settings) as store:
+        sink = RecordingSink(store, settings, kafka, topic_names)
+        sink.insert_seconds = 0.3
+
+        def stop_after_first_commit() -> None:
+            while not any(e.what == "commit" and e.metadata == "" for e in sink.log):
+                time.sleep(0.05)
+            sink.stop()
+
+        stopper = threading.Thread(target=stop_after_first_commit)
+        stopper.start()
+        stopped = sink.run(exit_when_idle=30.0)
+        stopper.join()
+        # Stopped while inserting: every group read was stored and committed, none left half done.
+        assert stopped.rows == sum(len(e.batch) for e in week.batches[:half])
+        committed = committed_offsets(kafka_bootstrap, settings.group_id, topic_names.enriched)
+        assert all(meta == "" for _, meta in committed.values())
+        assert store.query("SELECT count() FROM packets").result_rows == [(stopped.rows,)]
+
+        produce(kafka_bootstrap, topic_names.enriched, week.frames[half:])
+        rest = run_once(store, settings, kafka_bootstrap, topic_names)
+        assert rest.replayed_groups == 0
+        assert stopped.rows + rest.rows == week.packets
+        assert_store_matches_truth(store, week.truth)

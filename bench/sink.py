@@ -223,7 +223,10 @@ def main() -> None:
                 f"DEFAULTs in ClickHouse {defaults_rates[-1] / 1e6:.2f}, "
                 f"insert_arrow {arrow_rates[-1] / 1e6:.2f}, sink {sink_rates[-1] / 1e6:.2f} M rows/s"
             )
-    admin_client(bootstrap).delete_topics([topics.enriched, topics.sensors, topics.deadletter])
+    # Keep the client and wait: a client dropped at once destroys its handle before the request is sent.
+    admin = admin_client(bootstrap)
+    for fut in admin.delete_topics([topics.enriched, topics.sensors, topics.deadletter]).values():
+        fut.result()
     raw, table, arrow, sink = max(raw_rates), max(table_rates), max(arrow_rates), max(sink_rates)
     defaults = max(defaults_rates)
     print(f"raw Native raw_insert, full schema (packets + 8 rollups): {raw / 1e6:6.2f} M rows/s")

@@ -32,9 +32,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from confluent_kafka import Producer
+from profiling import py_spy  # bench/, the script's own folder, is on sys.path
 
 from darkscope.settings import KafkaSettings, SinkSettings, TopicNames
 from darkscope.topics import admin_client, ensure_topics
@@ -194,26 +192,8 @@ def main() -> None:
                 dsn=dsn, group_id=f"bench-sink-{tag}-{run}", batch_rows=args.batch_rows, linger=0.5
             )
             with fresh_database(dsn, f"sink_{run}") as store:
-                spy = None
-                if args.profile:
-                    spy = subprocess.Popen(
-                        [
-                            shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
-                            "record",
-                            "-o",
-                            args.profile,
-                            "-f",
-                            "speedscope",
-                            "--pid",
-                            str(os.getpid()),
-                        ],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                stats = Sink(store, settings, kafka, topics).run(exit_when_idle=2.0)
-                if spy is not None:
-                    spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT, not SIGTERM
-                    spy.wait()
+                with py_spy(os.getpid(), args.profile):
+                    stats = Sink(store, settings, kafka, topics).run(exit_when_idle=2.0)
                 if stats.rows != rows:
                     print(f"  sink run {run}: stored {stats.rows} of {rows} rows!")
                 sink_rates.append(stats.rows_per_second())

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from confluent_kafka import Consumer, Producer
+from profiling import py_spy  # bench/, the script's own folder, is on sys.path
 
 from darkscope.errors import BrokerError
 from darkscope.settings import KafkaSettings, SensorSettings, TopicNames
@@ -201,38 +201,17 @@ def main() -> None:
                 # rebalance falls in the measurement.
                 wait_for_members(bootstrap, app_id, args.workers)
                 total = publish()
-            spy = None
-            if args.profile:
-                spy = subprocess.Popen(
-                    [
-                        shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
-                        "record",
-                        "-p",
-                        str(worker.pid),
-                        "-f",
-                        "speedscope",
-                        "-o",
-                        args.profile,
-                        "-r",
-                        "50",
-                        "--idle",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
             try:
-                inputs = sum(hi for _, hi in watermarks(bootstrap, topics.packets).values())
-                enriched_done(bootstrap, topics.enriched, inputs, worker)
-                counted_at = window_written_at(
-                    bootstrap,
-                    f"{app_id}-window_counts-changelog",
-                    window_key("sensor", "1h", data_end - 3600),
-                    time.monotonic() + 300,
-                )
+                with py_spy(worker.pid, args.profile, "-r", "50", "--idle"):
+                    inputs = sum(hi for _, hi in watermarks(bootstrap, topics.packets).values())
+                    enriched_done(bootstrap, topics.enriched, inputs, worker)
+                    counted_at = window_written_at(
+                        bootstrap,
+                        f"{app_id}-window_counts-changelog",
+                        window_key("sensor", "1h", data_end - 3600),
+                        time.monotonic() + 300,
+                    )
             finally:
-                if spy is not None:
-                    spy.send_signal(2)
-                    spy.wait(60)
                 for w in workers:
                     w.terminate()
                 for w in workers:

@@ -93,8 +93,7 @@ class Counter:
         """Own ``kind`` (its counts live in ``partition``): the windows that are not final are
         rebuilt from ``replayed``, the (offset, frame) of its partials from offset ``start``
         (:meth:`replay_start`) up to the one in hand; windows are closed by the next count."""
-        prefix = f"{kind}|".encode()
-        published = published_until([k for k in self.table if k.startswith(prefix)], self.table, kind)
+        published = published_until(self.table, kind)
         windows = KindWindows(kind, self.settings.retention)
         windows.final_before = final_before
         self.windows[kind] = windows

@@ -41,7 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import orjson
@@ -126,13 +126,13 @@ def decode_replay_point(value: bytes | None, partition: int) -> tuple[int, int]:
     return int(point["final_before"]), int(point["offset"])
 
 
-def published_until(keys: Iterable[bytes], values: Mapping[bytes, bytes], kind: str) -> dict[str, int]:
+def published_until(table: Mapping[bytes, bytes], kind: str) -> dict[str, int]:
     """Start of the newest window of each size (``1m``, ``1h``) that the table holds for
     ``kind``: windows close in time order, so everything up to it has been published."""
     newest = {"1m": NEVER, "1h": NEVER}
     prefix = f"{kind}|".encode()
     bundle: bytes | None = None
-    for key in keys:
+    for key in table:
         if not key.startswith(prefix):
             continue
         parts = key.decode().split("|")
@@ -144,7 +144,7 @@ def published_until(keys: Iterable[bytes], values: Mapping[bytes, bytes], kind: 
         elif size == "1m" and int(start) > newest["1m"]:
             newest["1m"], bundle = int(start), key
     if bundle is not None:  # the newest hour of minutes: its newest closed minute
-        minutes = orjson.loads(values[bundle])["minutes"]
+        minutes = orjson.loads(table[bundle])["minutes"]
         newest["1m"] = max((int(m["start"]) for m in minutes), default=newest["1m"])
     return newest
 

@@ -141,8 +141,8 @@ def test_published_until_reads_the_newest_hour_and_minute() -> None:
         )
     )
     table[replay_key("port")] = b'{"final_before": 0, "partition": 0, "offset": 0}'
-    assert published_until(table, table, "port") == {"1m": H + 3600 + 120, "1h": H}
-    assert published_until(table, table, "sensor") == {"1m": NEVER, "1h": NEVER}
+    assert published_until(table, "port") == {"1m": H + 3600 + 120, "1h": H}
+    assert published_until(table, "sensor") == {"1m": NEVER, "1h": NEVER}
 
 
 def test_minutes_rewritten_by_a_new_owner_keep_those_the_table_has() -> None:

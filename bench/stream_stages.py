@@ -5,14 +5,15 @@ Simulates a stretch of 2022Q2, encodes it as the sensor does, then runs what the
 run on every message, in order, timing each stage:
 
 - enrich agent: decode, enrich (fingerprints, verdicts, service, GeoIP), encode the
-  EnrichedBatch, partial counts per kind, encode them;
-- count agent: decode each partial, merge it into the windows, close windows by watermark,
-  turn the closed windows into table writes.
+  EnrichedBatch, partial counts split over the counts partitions, encode them;
+- count agent: decode each partition's partial, merge it into that partition's windows, close
+  windows by watermark, encode the closed windows (WindowCounts);
+- merge agent: decode them, add the partitions' windows up, write the table.
 
 Prints µs per packet for each stage and the packets/s of the whole. Compare with
 ``bench/streams.py`` (the same work in a real worker): the difference is Faust and Kafka.
 
-    .venv/bin/python bench/stream_stages.py [--days 2] [--packets-per-day 1300000]
+    .venv/bin/python bench/stream_stages.py [--days 2] [--packets-per-day 1300000] [--partitions 8]
 """
 
 from __future__ import annotations
@@ -25,14 +26,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from darkscope.settings import WorkerSettings
 from producers.simulate import simulate_quarter
 from schemas.codec import Codec
-from streams.counts import KindWindows, WatermarkTracker
-from streams.enrich import Enricher, decode_partial
+from streams.app import detector_of
+from streams.enrich import Enricher
 from streams.fingerprints import SourceVerdicts
 from streams.geo import GeoResolver
+from streams.merge import WindowMerger, decode_window_counts, encode_window_counts
+from streams.partials import decode_frame, encode_frame
 from streams.services import ServiceRegistry
-from streams.windowstore import MinuteBundles
+from streams.shard import ShardCounter
 
 STAGES = (
     "decode",
@@ -41,9 +45,9 @@ STAGES = (
     "partials",
     "encode partials",
     "decode partials",
+    "count windows",
+    "encode windows",
     "merge windows",
-    "close windows",
-    "table writes",
 )
 
 
@@ -51,6 +55,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--days", type=int, default=2)
     ap.add_argument("--packets-per-day", type=int, default=1_300_000)
+    ap.add_argument("--partitions", type=int, default=8, help="counts partitions")
+    ap.add_argument(
+        "--close-every", type=float, default=1.0, help="seconds between window closes (the worker default)"
+    )
     args = ap.parse_args()
     sim = simulate_quarter(
         "2022Q2", packets_per_day=args.packets_per_day, days=args.days, seed=1, batch_size=10_000
@@ -65,43 +73,54 @@ def main() -> None:
         spent[stage] += now - t0
         return now
 
+    parts = args.partitions
+    settings = WorkerSettings()
+    detector = detector_of(settings)
+    table: dict[bytes, bytes] = {}
     with GeoResolver.default() as geo:
         enricher = Enricher(geo, ServiceRegistry.load(), SourceVerdicts(), codec)
-        windows: dict[str, tuple[KindWindows, WatermarkTracker]] = {}
-        bundles = MinuteBundles()
+        counters = [
+            ShardCounter(s, 1, settings.retention, settings.lateness, args.close_every) for s in range(parts)
+        ]
+        mergers: dict[str, WindowMerger] = {}
         packets = closed_count = 0
         start = clock()
         for i, frame in enumerate(frames):
             t = clock()
             batch = codec.decode_packets(frame)
             t = timed("decode", t)
-            e = enricher.enrich(batch, "bench", i % 4, i)
+            e = enricher.enrich(batch, "bench", 0, i)
             t = timed("enrich", t)
             enricher.encode(e)
             t = timed("encode enriched", t)
-            parts = enricher.partials(e)
+            partials = enricher.frames(e, parts, int(batch["ts"].max()))
             t = timed("partials", t)
-            wm = int(batch["ts"].max())
-            messages = [enricher.encode_partial(p, e, wm) for p in parts]
+            messages = [encode_frame(codec, f) for f in partials]
             t = timed("encode partials", t)
-            for message in messages:
-                partial, _, watermark, _ = decode_partial(codec, message)
+            windows = []
+            for shard, message in enumerate(messages):
+                partial = decode_frame(codec, message)
                 t = timed("decode partials", t)
-                if partial.kind not in windows:
-                    windows[partial.kind] = (KindWindows(partial.kind, 86400), WatermarkTracker(1, 60))
-                kind_windows, tracker = windows[partial.kind]
-                kind_windows.add(partial)
-                tracker.update(0, watermark)
+                result = counters[shard].count(partial, i)
+                t = timed("count windows", t)
+                if result.watermark is not None:
+                    for rows in result.closed:
+                        windows.append(encode_window_counts(codec, shard, parts, result.watermark, rows))
+                t = timed("encode windows", t)
+            for message in windows:
+                wc = decode_window_counts(codec, message)
+                kind = wc.rows.kind
+                if kind not in mergers:
+                    mergers[kind] = WindowMerger(kind, parts, table, detector, settings.retention)
+                mergers[kind].add(wc, i)
                 t = timed("merge windows", t)
-                closed = kind_windows.close_until(tracker.current_s() or 0)
-                t = timed("close windows", t)
-                bundles.writes(closed)
-                bundles.forget(partial.kind, kind_windows.horizon)
-                t = timed("table writes", t)
-                closed_count += len(closed)
             packets += len(batch)
+        closed_count = sum(m.published_windows for m in mergers.values())
         total = clock() - start
-    print(f"{packets} packets in {len(frames)} batches, {closed_count} windows closed")
+    print(
+        f"{packets} packets in {len(frames)} batches, {closed_count} windows published, "
+        f"{parts} counts partitions"
+    )
     for stage in STAGES:
         print(f"  {stage:16} {spent[stage] / packets * 1e6:6.3f} µs/packet")
     rate = packets / total / 1e6

@@ -178,9 +178,10 @@ def run_demo(
         ) as bars:
             enriched = bars.add_task("worker: enriched", total=batches)
             stored = bars.add_task("sink: stored in ClickHouse", total=batches)
-            # Partial counts the worker's count agent has processed (and committed): the
-            # windows and alerts are complete only when it has caught up, after the input
-            # ended and the worker marked the quiet partitions idle (which flushes them).
+            # Partial counts the count agent has processed and windows the merge agent has
+            # (both committed): the windows and alerts are complete only when both have caught
+            # up, after the input ended and the worker marked the quiet partitions idle
+            # (which flushes them).
             counted = bars.add_task("worker: partials counted", total=None)
             drained_at: float | None = None
             target: int | None = None
@@ -192,18 +193,22 @@ def run_demo(
                         )
                 done_e = _messages(kafka.bootstrap, topics.enriched)
                 done_s = _committed(kafka.bootstrap, env["DARKSCOPE_SINK_GROUP_ID"], topics.enriched)
+                app_id = env["DARKSCOPE_WORKER_APP_ID"]
                 ends_c = _messages(kafka.bootstrap, topics.counts)
-                done_c = _committed(kafka.bootstrap, env["DARKSCOPE_WORKER_APP_ID"], topics.counts)
+                done_c = _committed(kafka.bootstrap, app_id, topics.counts)
+                ends_w = _messages(kafka.bootstrap, topics.windows)
+                done_w = _committed(kafka.bootstrap, app_id, topics.windows)
                 bars.update(enriched, completed=done_e)
                 bars.update(stored, completed=done_s)
-                bars.update(counted, total=max(ends_c, 1), completed=done_c)
+                bars.update(counted, total=max(ends_c + ends_w, 1), completed=done_c + done_w)
                 if done_e >= batches and done_s >= done_e:
                     drained_at = drained_at or time.monotonic()
                     if time.monotonic() - drained_at > IDLE_AFTER_S + 2:
                         target = target or ends_c
-                        if done_c >= target:
-                            # What remains are the idle heartbeats sent since: no data.
-                            bars.update(counted, total=max(done_c, 1), completed=done_c)
+                        # Partials up to the idle markers counted, and the windows they closed
+                        # merged; what comes later is the markers' refresh: no data.
+                        if done_c >= target and done_w >= ends_w:
+                            bars.update(counted, total=max(done_c + done_w, 1), completed=done_c + done_w)
                             break
                 if time.monotonic() > deadline:
                     raise DemoError(

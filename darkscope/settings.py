@@ -37,14 +37,28 @@ class TopicNames(BaseSettings):
 
     packets: str = Field("darkscope.packets", description="Packet batches and events from sensors.")
     enriched: str = Field("darkscope.enriched", description="Enriched packet batches.")
-    counts: str = Field("darkscope.counts", description="Partial windowed counts (combiner output).")
+    counts: str = Field(
+        "darkscope.counts", description="Partial windowed counts (combiner output), routed by address hash."
+    )
+    windows: str = Field(
+        "darkscope.windows",
+        description="Closed windows of each counts partition, keyed by kind (merge input).",
+    )
     alerts: str = Field("darkscope.alerts", description="Real-time alerts (Avro).")
     sensors: str = Field("darkscope.sensors", description="Sensor health records.")
     deadletter: str = Field("darkscope.deadletter", description="Undecodable or rejected messages.")
 
     def all(self) -> list[str]:
         """Every topic name, in pipeline order."""
-        return [self.packets, self.enriched, self.counts, self.alerts, self.sensors, self.deadletter]
+        return [
+            self.packets,
+            self.enriched,
+            self.counts,
+            self.windows,
+            self.alerts,
+            self.sensors,
+            self.deadletter,
+        ]
 
 
 class KafkaSettings(BaseSettings):

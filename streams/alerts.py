@@ -1,24 +1,33 @@
 """Real-time alerts from closed windows: surges, new top-10 ports, Mirai bursts, backscatter.
 
 Pure logic: :class:`AlertDetector` sees closed windows in event-time order and returns Alert
-records (``schemas/alert.avsc``) with their evidence. Baselines are robust: the median and
-the median absolute deviation (MAD) of the same key over the trailing windows, with windows
-where the key was absent counted as zero. A repeat of the same alert kind for the same key is
-held back for ``cooldown_windows`` windows.
+records (``schemas/alert.avsc``) with their evidence. Baselines cover a span of event time,
+not a number of windows: for a window of size S starting at t, the baseline of a key is the
+series of its counts in the ``baseline_windows`` slots of size S that start in
+``[t - baseline_windows * S, t)``. A slot where no window of that kind closed (a silent
+window), or whose window lacked the key, counts as zero; a window counts once per slot, however
+often it was closed (a late re-close replaces the earlier counts). A window can alert only when
+at least ``min_history`` windows of its kind and size closed in its span, so a capture replayed
+years after the last windows is not compared with them, and a gap lowers the history. Slots
+before the detector's first window, or before the first window after a gap longer than the
+whole span, are unknown rather than silent: the series then starts there, so a restart (or a
+replay) is compared with its own first windows, not with a day of zeros. Baselines are robust:
+the median and the median absolute deviation (MAD) of that series. The "new in the top N" rule
+compares with the top-N sets of the windows in the same span. A repeat of the same alert kind
+for the same key is held back for ``cooldown_windows`` windows.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from streams.counts import ClosedWindow
+from streams.windows import ClosedWindow
 
 __all__ = ["AlertDetector", "AlertThresholds"]
 
@@ -28,8 +37,8 @@ class AlertThresholds:
     """Thresholds of every alert rule (settings pass them in)."""
 
     window: str = "1h"  # which window size the surge rules watch
-    baseline_windows: int = 24  # trailing windows in the baseline
-    min_history: int = 6  # windows needed before a key can alert
+    baseline_windows: int = 24  # the baseline spans this many window sizes before the window
+    min_history: int = 6  # windows that closed in that span before a key can alert
     z_score: float = 6.0  # robust z-score to call a surge
     min_ratio: float = 5.0  # and observed >= ratio * baseline
     min_packets: int = 200  # and at least this many packets (or sources)
@@ -48,17 +57,30 @@ def _iso(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%MZ")
 
 
+class _Seen(NamedTuple):
+    """What the baseline keeps of one closed window."""
+
+    counts: dict[str, tuple[int, int]]
+    top: list[str]  # its top-N values by packets (port windows only)
+
+
+@dataclass
+class _Track:
+    """The closed windows of one (kind, size) by start, and where the detector's knowledge starts."""
+
+    since: int  # slots before this start are unknown, not silent
+    windows: dict[int, _Seen] = field(default_factory=dict)
+
+
 class AlertDetector:
     """Evaluates the alert rules on each closed window."""
 
     def __init__(self, thresholds: AlertThresholds | None = None) -> None:
         """A detector with empty history."""
         self.t = thresholds or AlertThresholds()
-        self._history: dict[tuple[str, str], deque[dict[str, tuple[int, int]]]] = {}
+        self._tracks: dict[tuple[str, str], _Track] = {}
         self._cooldown_until: dict[tuple[str, str], int] = {}
         self._victim_run: dict[str, tuple[int, int, int]] = {}  # victim -> (start, end, packets)
-        # The top-N ports of each window in the port history, computed once per window.
-        self._tops: deque[list[str]] = deque(maxlen=self.t.baseline_windows)
 
     def observe(self, w: ClosedWindow) -> list[dict[str, Any]]:
         """Alerts raised by this window (Alert records), then fold it into the history."""
@@ -66,16 +88,39 @@ class AlertDetector:
         if w.kind == "victim" and w.size == "1m":
             alerts += self._backscatter(w)
         if w.size == self.t.window and w.kind in SURGE_KINDS:
-            hist = self._history.setdefault((w.kind, w.size), deque(maxlen=self.t.baseline_windows))
+            past = self._span(w)
+            # The top-N of every port window is computed once, when it closes.
             top = self._top(w) if w.kind == "port" else []
-            if len(hist) >= self.t.min_history:
-                alerts += self._surges(w, hist)
+            if sum(p is not None for p in past) >= self.t.min_history:
+                alerts += self._surges(w, past)
                 if w.kind == "port":
-                    alerts += self._new_top(w, hist, top)
-            hist.append(w.counts)
-            if w.kind == "port":
-                self._tops.append(top)
+                    alerts += self._new_top(w, past, top)
+            self._keep(w, top)
         return [a for a in alerts if self._cooled(a, w)]
+
+    def _span(self, w: ClosedWindow) -> list[_Seen | None]:
+        """The known slots of the baseline span of ``w``, oldest first (None: a silent window)."""
+        size, track = w.end - w.start, self._tracks.get((w.kind, w.size))
+        first = w.start - self.t.baseline_windows * size
+        if track is None:
+            self._tracks[(w.kind, w.size)] = _Track(since=w.start)
+            return []
+        if w.start > track.since and not any(first <= s < w.start for s in track.windows):
+            track.since = w.start  # nothing closed in a whole span: the detector starts again
+        elif w.start < track.since <= w.start + self.t.baseline_windows * size:
+            track.since = w.start  # a late older window, in the span of the first one: known now
+        return [track.windows.get(s) for s in range(max(first, track.since), w.start, size)]
+
+    def _keep(self, w: ClosedWindow, top: list[str]) -> None:
+        """Store ``w`` in its slot (replacing an earlier close of it), dropping what no span reaches."""
+        track = self._tracks[(w.kind, w.size)]
+        track.windows[w.start] = _Seen(w.counts, top)
+        # The span of the newest window (or of a re-close of it) starts here; a late window
+        # older than that finds the dropped slots unknown rather than silent.
+        horizon = max(track.windows) - self.t.baseline_windows * (w.end - w.start)
+        for start in [s for s in track.windows if s < horizon]:
+            del track.windows[start]
+        track.since = max(track.since, horizon)
 
     def _cooled(self, alert: dict[str, Any], w: ClosedWindow) -> bool:
         key = (alert["kind"], alert["key"])
@@ -84,8 +129,9 @@ class AlertDetector:
         self._cooldown_until[key] = w.end + (w.end - w.start) * (self.t.cooldown_windows - 1)
         return True
 
-    def _surges(self, w: ClosedWindow, hist: deque[dict[str, tuple[int, int]]]) -> list[dict[str, Any]]:
+    def _surges(self, w: ClosedWindow, past: list[_Seen | None]) -> list[dict[str, Any]]:
         out = []
+        history = sum(p is not None for p in past)
         kind = SURGE_KINDS[w.kind]
         # Mirai bursts are about bots (sources); port/region surges about packets.
         metric = "sources" if w.kind == "fp_region" else "packets"
@@ -96,7 +142,8 @@ class AlertDetector:
             key, observed = w.values[i], int(column[i])
             if w.kind == "fp_region" and not key.startswith("mirai/"):
                 continue
-            series = np.array([h.get(key, (0, 0))[1 if metric == "sources" else 0] for h in hist], float)
+            j = 1 if metric == "sources" else 0
+            series = np.array([p.counts.get(key, (0, 0))[j] if p is not None else 0 for p in past], float)
             med = float(np.median(series))
             mad = float(np.median(np.abs(series - med)))
             # A MAD of zero (a flat series) would make any blip infinite: floor the spread
@@ -115,7 +162,12 @@ class AlertDetector:
                         score,
                         f"{key} {metric} {observed} in the {w.size} window from {_iso(w.start)}, "
                         f"{observed / max(med, 1.0):.1f}x the trailing median {med:g}",
-                        {"metric": metric, "mad": f"{mad:g}", "history": str(len(series))},
+                        {
+                            "metric": metric,
+                            "mad": f"{mad:g}",
+                            "history": str(history),  # windows that closed in the span
+                            "slots": str(len(series)),  # with the silent ones, as zeros
+                        },
                     )
                 )
         return out
@@ -132,16 +184,14 @@ class AlertDetector:
         pairs = [(w.values[i], int(w.packets[i])) for i in rows]
         return [k for k, _ in heapq.nsmallest(n, pairs, key=lambda kv: (-kv[1], kv[0]))]
 
-    def _new_top(
-        self, w: ClosedWindow, hist: deque[dict[str, tuple[int, int]]], top: list[str]
-    ) -> list[dict[str, Any]]:
-        before = set().union(*self._tops)
+    def _new_top(self, w: ClosedWindow, past: list[_Seen | None], top: list[str]) -> list[dict[str, Any]]:
+        before = {k for p in past if p is not None for k in p.top}
         out = []
         for rank, key in enumerate(top, start=1):
             packets = w.counts[key][0]
             if key in before or packets < self.t.min_packets:
                 continue
-            base = float(np.median([h.get(key, (0, 0))[0] for h in hist]))
+            base = float(np.median([p.counts.get(key, (0, 0))[0] if p is not None else 0 for p in past]))
             out.append(
                 self._alert(
                     "top_new_port",

@@ -2,16 +2,18 @@
 
 - ``enrich`` (source: darkscope.packets): decode a PacketBatch or PacketEvent frame, enrich it
   (:class:`streams.enrich.Enricher`), send the EnrichedBatch to darkscope.enriched and one
-  PartialCounts per dimension kind to darkscope.counts keyed by the kind (the combiner).
-- ``count`` (source: darkscope.counts): merge partial counts into event-time windows, close
-  them by watermark, store closed windows in the ``window_counts`` table (an hour's minutes
-  share one key: :mod:`streams.windowstore`) and raise alerts on darkscope.alerts: all of it
-  in :class:`streams.counter.Counter`.
-- a timer sends an empty PartialCounts per kind every few seconds so that windows close when
-  the source partitions fall silent (end of a replay).
+  PartialCounts to every counts partition, holding the rows of the addresses routed to it
+  (:mod:`streams.partials`).
+- ``count`` (source: darkscope.counts): each counts partition's windows over its addresses
+  (:class:`streams.shard.ShardCounter`); closed windows go to darkscope.windows keyed by kind.
+- ``merge`` (source: darkscope.windows): a kind's windows added up over the counts partitions
+  (:class:`streams.merge.WindowMerger`), written to the ``window_counts`` table, and the alerts
+  they raise sent to darkscope.alerts.
+- a timer sends an idle marker to every counts partition for each packets partition that fell
+  silent (:class:`streams.progress.PacketsProgress`), so that windows close when a replay ends.
 
-A worker that receives the first partial of a kind re-reads that kind's counts partition from
-its replay point, so counting stays exact when a rebalance moves the partition
+A worker that receives the first message of a counts partition or of a kind's windows re-reads
+that partition from its replay point, so counting stays exact when a rebalance moves it
 (:mod:`streams.takeover`).
 
 Anything undecodable goes to darkscope.deadletter with topic, partition, offset and reason.
@@ -26,20 +28,39 @@ from typing import Any, cast
 
 import faust
 
-from darkscope.errors import CodecError, DarkscopeError
+from darkscope.errors import CodecError, DarkscopeError, UnknownSchema
 from darkscope.settings import KafkaSettings, TopicNames, WorkerSettings
 from schemas.codec import Codec, dead_letter
-from streams.counter import IDLE, Counter
-from streams.counts import KINDS, Partial
-from streams.enrich import Enricher, decode_partial
-from streams.takeover import read_kind_async
+from streams.alerts import AlertDetector, AlertThresholds
+from streams.enrich import Enricher
+from streams.merge import WindowMerger, decode_window_counts, encode_window_counts
+from streams.partials import decode_frame, encode_frame, idle_marker
+from streams.progress import PacketsProgress
+from streams.shard import ShardCounter, shard_replay_key
+from streams.takeover import decode_replay_point, read_partition_async, replay_key
 from streams.windowstore import window_key
 
-__all__ = ["WorkerState", "create_app", "window_key"]
+__all__ = ["WorkerState", "create_app", "detector_of", "window_key"]
 
 IDLE_REFRESH_S = 30.0  # an idle packets partition is reported again this often
 
 logger = logging.getLogger(__name__)
+
+
+def detector_of(s: WorkerSettings) -> AlertDetector:
+    """The alert detector with the thresholds of the settings."""
+    return AlertDetector(
+        AlertThresholds(
+            window=s.alert_window,
+            baseline_windows=s.alert_baseline_windows,
+            min_history=s.alert_min_history,
+            z_score=s.alert_z_score,
+            min_ratio=s.alert_min_ratio,
+            min_packets=s.alert_min_packets,
+            min_sources=s.alert_min_sources,
+            cooldown_windows=s.alert_cooldown_windows,
+        )
+    )
 
 
 @dataclass
@@ -50,12 +71,10 @@ class WorkerState:
     kafka: KafkaSettings
     codec: Codec = field(default_factory=Codec)
     enricher: Enricher | None = None
-    counter: Counter | None = None  # set by create_app (it needs the table)
-    partition_wm: dict[int, int] = field(default_factory=dict)
-    last_offset: dict[int, int] = field(default_factory=dict)  # packets partition -> offset done
-    last_seen: dict[int, float] = field(default_factory=dict)  # packets partition -> monotonic time
-    idle_sent: dict[int, float] = field(default_factory=dict)  # packets partition -> last idle marker
-    started: float = field(default_factory=time.monotonic)
+    progress: PacketsProgress | None = None
+    shards: dict[int, ShardCounter] = field(default_factory=dict)  # counts partition -> counts
+    mergers: dict[str, WindowMerger] = field(default_factory=dict)  # kind -> its merge
+    detector: AlertDetector | None = None
     packets: int = 0
     batches: int = 0
     dead: int = 0
@@ -76,8 +95,6 @@ class WorkerState:
 
 
 def _reason(exc: Exception) -> str:
-    from darkscope.errors import UnknownSchema
-
     return "unknown_schema" if isinstance(exc, UnknownSchema) else "undecodable"
 
 
@@ -105,9 +122,8 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
         # No producer compression: aiokafka's lz4 (cramjam) cost ~40 % of a worker's time
         # (py-spy) for batches that cross loopback or a LAN.
         producer_max_request_size=8 * 2**20,
-        # Closed windows go to the table's changelog one small message each; without a
-        # linger every one became its own produce request (a replayed quarter closes
-        # hundreds of thousands of windows).
+        # Partials, windows and table writes are small messages; without a linger every one
+        # became its own produce request.
         producer_linger=0.01,
         producer_max_batch_size=2**20,
         broker_commit_every=200,
@@ -115,22 +131,25 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
         # issue #88); partial counts are small and many, so give the buffers room.
         stream_buffer_maxsize=65536,
     )
-    state = WorkerState(settings, kafka)
-    # Partition moves: held back until partials are final, see streams.takeover.
-    packets_topic = app.topic(topics.packets, key_type=bytes, value_type=bytes, partitions=kafka.partitions)
-    enriched_topic = app.topic(topics.enriched, key_type=bytes, value_type=bytes, partitions=kafka.partitions)
-    counts_topic = app.topic(topics.counts, key_type=bytes, value_type=bytes, partitions=kafka.partitions)
-    alerts_topic = app.topic(topics.alerts, key_type=bytes, value_type=bytes, partitions=kafka.partitions)
-    dead_topic = app.topic(topics.deadletter, key_type=bytes, value_type=bytes, partitions=kafka.partitions)
+    parts = kafka.partitions
+    state = WorkerState(settings, kafka, progress=PacketsProgress(settings.idle_after, IDLE_REFRESH_S))
+    progress = cast(PacketsProgress, state.progress)
+    detector = state.detector = detector_of(settings)
+
+    def topic(name: str) -> Any:
+        return app.topic(name, key_type=bytes, value_type=bytes, partitions=parts)
+
+    packets_topic, enriched_topic = topic(topics.packets), topic(topics.enriched)
+    counts_topic, windows_topic = topic(topics.counts), topic(topics.windows)
+    alerts_topic, dead_topic = topic(topics.alerts), topic(topics.deadletter)
     table = app.Table(
         "window_counts",
         default=None,
         key_type=bytes,
         value_type=bytes,
-        partitions=kafka.partitions,
+        partitions=parts,
         extra_topic_configs={"max.message.bytes": "8388608"},
     )
-    counter = state.counter = Counter(settings, kafka.partitions, table)
 
     async def send_dead(reason: str, exc: Exception, msg: Any) -> None:
         state.dead += 1
@@ -151,30 +170,24 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
     async def enrich(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
-            state.last_offset[msg.partition] = msg.offset
-            state.last_seen[msg.partition] = time.monotonic()
-            state.idle_sent.pop(msg.partition, None)
             try:
                 batch = state.codec.decode_packets(event.value)
             except CodecError as exc:
+                progress.batch(msg.partition, msg.offset, None)
                 await send_dead(_reason(exc), exc, msg)
                 continue
             enricher = state.get_enricher()
+            wm = progress.batch(msg.partition, msg.offset, int(batch["ts"].max()) if len(batch) else None)
             try:
                 e = enricher.enrich(batch, msg.topic, msg.partition, msg.offset)
                 frame = enricher.encode(e)
-                partials = enricher.partials(e)
+                frames = [encode_frame(state.codec, f, msg.topic) for f in enricher.frames(e, parts, wm)]
             except DarkscopeError as exc:
                 await send_dead("bad_record", exc, msg)
                 continue
-            if len(batch):
-                wm = max(state.partition_wm.get(msg.partition, 0), int(batch["ts"].max()))
-                state.partition_wm[msg.partition] = wm
-            else:
-                wm = state.partition_wm.get(msg.partition, 0)
             await enriched_topic.send(value=frame)
-            for p in partials:
-                await counts_topic.send(key=p.kind.encode(), value=enricher.encode_partial(p, e, wm))
+            for shard, value in enumerate(frames):
+                await counts_topic.send(value=value, partition=shard)
             state.packets += len(batch)
             state.batches += 1
             now = time.monotonic()
@@ -187,67 +200,131 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
                 )
                 state.last_log = now
 
-    async def take_over(kind: str, msg: Any) -> None:
-        """First partial of a kind here: rebuild its windows that are not final yet from the
-        counts partition, from the replay point that the previous owner left in the table."""
-        final_before, start = counter.replay_start(kind, msg.partition)
+    async def shard_of(partition: int, msg: Any) -> ShardCounter:
+        """The counts partition's counter; on its first message here, rebuilt from the replay
+        point the previous owner left in the table."""
+        shard = state.shards.get(partition)
+        if shard is not None:
+            return shard
+        shard = ShardCounter(partition, parts, settings.retention, settings.lateness)
+        final_before, start = decode_replay_point(table.get(shard_replay_key(partition)), partition)
         frames = []
         if start < msg.offset:
-            for offset, value in await read_kind_async(
-                kafka.bootstrap, msg.topic, msg.partition, start, msg.offset, kind
+            for offset, value in await read_partition_async(
+                kafka.bootstrap, msg.topic, partition, start, msg.offset
             ):
                 try:
-                    frames.append((offset, decode_partial(state.codec, value)))
+                    frames.append((offset, decode_frame(state.codec, value)))
                 except CodecError:
                     continue  # dead-lettered when it was first read
-        counter.take_over(kind, msg.partition, final_before, start, frames)
-
-    async def on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-        # A kind whose counts partition is not ours any more is re-read by its new owner, and
-        # by this worker again from the replay point if it ever comes back.
-        assigned = args[0] if args else kwargs.get("assigned", set())
-        for kind in counter.keep_partitions({tp.partition for tp in assigned if tp.topic == topics.counts}):
-            logger.info("counts of %s moved to another worker", kind)
-        # Reading resumes at the committed offsets: what this worker read of a packets
-        # partition before says nothing about where it stands now (see idle_markers).
-        for held in (state.last_offset, state.last_seen, state.idle_sent):
-            held.clear()
-
-    app.on_partitions_assigned.connect(cast(Any, on_assigned))
+        n = shard.replay(final_before, frames)
+        state.shards[partition] = shard
+        logger.info(
+            "took over counts partition %d: re-read %d partials from offset %d (final before %d, "
+            "%d packets already counted)",
+            partition,
+            n,
+            start,
+            final_before,
+            shard.skipped_final,
+        )
+        return shard
 
     @app.agent(counts_topic, name="count")
     async def count(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
             try:
-                frame = decode_partial(state.codec, event.value)
+                frame = decode_frame(state.codec, event.value)
             except CodecError as exc:
                 await send_dead(_reason(exc), exc, msg)
                 continue
-            kind = frame.partial.kind
-            if kind not in KINDS:
-                await send_dead("bad_record", CodecError(f"unknown kind {kind!r}"), msg)
+            if frame.shards != parts or frame.shard != msg.partition:
+                await send_dead(
+                    "bad_record",
+                    CodecError(
+                        f"partials for counts partition {frame.shard} of {frame.shards}, "
+                        f"read from {msg.partition} of {parts}"
+                    ),
+                    msg,
+                )
                 continue
-            if not counter.owns(kind):
-                await take_over(kind, msg)
-            result = counter.count(kind, frame, msg.offset)
+            shard = await shard_of(msg.partition, msg)
+            result = shard.count(frame, msg.offset)
             if result.repeat:
                 logger.info(
-                    "%s: skipped the partial of packet batch [%d]@%d again (counted before)",
-                    kind,
+                    "counts partition %d: skipped the partial of packet batch [%d]@%d again (counted before)",
+                    msg.partition,
                     frame.source_partition,
                     frame.source_offset,
                 )
             if result.late:
                 logger.warning(
-                    "%s: %d packets from %s[%d]@%d arrived after their window was forgotten "
-                    "(watermark state %s)",
-                    kind,
+                    "counts partition %d: %d packets from %s[%d]@%d arrived after their window was "
+                    "forgotten (watermark state %s)",
+                    msg.partition,
                     result.late,
                     msg.topic,
                     msg.partition,
                     msg.offset,
-                    counter.trackers[kind].state(),
+                    shard.tracker.state(),
+                )
+            if result.replay_point is not None:
+                table[shard_replay_key(msg.partition)] = result.replay_point
+            if result.watermark is not None:
+                for rows in result.closed:
+                    value = encode_window_counts(state.codec, msg.partition, parts, result.watermark, rows)
+                    await windows_topic.send(key=rows.kind.encode(), value=value)
+
+    async def merger_of(kind: str, msg: Any) -> WindowMerger:
+        """The kind's merger; on its first message here, rebuilt from the replay point."""
+        merger = state.mergers.get(kind)
+        if merger is not None:
+            return merger
+        merger = WindowMerger(kind, parts, table, detector, settings.retention, msg.partition)
+        final_before, start = decode_replay_point(table.get(replay_key(kind)), msg.partition)
+        messages = []
+        if start < msg.offset:
+            for offset, value in await read_partition_async(
+                kafka.bootstrap, msg.topic, msg.partition, start, msg.offset, kind.encode()
+            ):
+                try:
+                    messages.append((offset, decode_window_counts(state.codec, value)))
+                except CodecError:
+                    continue
+        n = merger.replay(final_before, messages)
+        state.mergers[kind] = merger
+        logger.info(
+            "took over the %s windows (windows partition %d): re-read %d messages from offset %d "
+            "(final before %d), published up to %s",
+            kind,
+            msg.partition,
+            n,
+            start,
+            final_before,
+            merger.published_until,
+        )
+        return merger
+
+    @app.agent(windows_topic, name="merge")
+    async def merge(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            try:
+                wc = decode_window_counts(state.codec, event.value)
+            except CodecError as exc:
+                await send_dead(_reason(exc), exc, msg)
+                continue
+            if wc.shards != parts:
+                await send_dead(
+                    "bad_record", CodecError(f"windows of {wc.shards} counts partitions, not {parts}"), msg
+                )
+                continue
+            merger = await merger_of(wc.rows.kind, msg)
+            result = merger.add(wc, msg.offset)
+            if result.too_late:
+                logger.warning(
+                    "%s: %d windows corrected after they were forgotten", wc.rows.kind, result.too_late
                 )
             for alert in result.alerts:
                 logger.info("alert %s %s: %s", alert["kind"], alert["key"], alert["message"])
@@ -255,42 +332,37 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
                     key=alert["key"].encode(), value=state.codec.encode("darkscope.Alert", alert)
                 )
 
+    async def on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
+        # A partition that is not ours any more is re-read by its new owner, and by this
+        # worker again from its replay point if it ever comes back.
+        assigned = args[0] if args else kwargs.get("assigned", set())
+        counts = {tp.partition for tp in assigned if tp.topic == topics.counts}
+        windows = {tp.partition for tp in assigned if tp.topic == topics.windows}
+        for partition in [p for p in state.shards if p not in counts]:
+            del state.shards[partition]
+            logger.info("counts partition %d moved to another worker", partition)
+        for kind in [k for k, m in state.mergers.items() if m.point.partition not in windows]:
+            del state.mergers[kind]
+            logger.info("the %s windows moved to another worker", kind)
+        progress.reassigned()
+
+    app.on_partitions_assigned.connect(cast(Any, on_assigned))
+
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def idle_markers() -> None:
-        # A packets partition whose last message is processed (consumer lag zero) and that
-        # has been silent for idle_after seconds is reported idle to every kind's windows,
-        # so that windows close when the input ends: once when it falls silent, then every
-        # IDLE_REFRESH_S seconds for a worker that takes a kind over (a marker per second
-        # would fill the counts topic, and a takeover's re-read, with markers).
         tps = [tp for tp in app.consumer.assignment() if tp.topic == topics.packets]
         if not tps:
             return
         ends = await app.consumer.highwaters(*tps)
-        now = time.monotonic()
-        enricher = state.get_enricher()
         for tp in tps:
-            p = tp.partition
-            if p in state.last_offset:
-                caught_up = state.last_offset[p] + 1 >= ends.get(tp, 0)
-            else:  # nothing read here since it was assigned: where does reading stand?
-                position = await app.consumer.position(tp)
-                caught_up = ends.get(tp, 0) == 0 or (position is not None and position >= ends[tp])
-            quiet = now - state.last_seen.get(p, state.started) >= settings.idle_after
-            if not (caught_up and quiet):
-                continue
-            if now - state.idle_sent.get(p, -IDLE_REFRESH_S) < IDLE_REFRESH_S:
-                continue
-            state.idle_sent[p] = now
-            for kind in KINDS:
-                marker = enricher.encode_partial_raw(Partial(kind, [], *_empty_columns()), p, IDLE)
-                await counts_topic.send(key=kind.encode(), value=marker)
+            end = ends.get(tp, 0)
+            position = None if tp.partition in progress.last_offset else await app.consumer.position(tp)
+            if progress.idle_due(tp.partition, progress.caught_up(tp.partition, end, position)):
+                logger.info("packets partition %d is idle: marked so on every counts partition", tp.partition)
+                for shard in range(parts):
+                    await counts_topic.send(
+                        value=idle_marker(state.codec, tp.partition, shard, parts), partition=shard
+                    )
 
     app.darkscope_state = state  # type: ignore[attr-defined]  # for tests and the bench
     return app
-
-
-def _empty_columns() -> tuple[Any, ...]:
-    import numpy as np
-
-    i, u = np.zeros(0, np.int64), np.zeros(0, np.uint32)
-    return i, u, u, i, u, np.zeros(0, np.uint64)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,23 +17,14 @@ import numpy.typing as npt
 from schemas.batch import PacketBatch
 from schemas.codec import Codec, column_dtypes_of, pack_columns
 from schemas.registry import default_schemas
-from streams.counts import Partial, aggregate
 from streams.fingerprints import FINGERPRINTS, Fingerprint, SourceVerdicts, packet_flags, source_keys
 from streams.geo import GeoColumns, GeoResolver
+from streams.partials import Partial, PartialFrame, aggregate
 from streams.services import ServiceRegistry
 
-__all__ = [
-    "ENRICHED_BATCH",
-    "PARTIAL_COUNTS",
-    "Enriched",
-    "Enricher",
-    "PartialFrame",
-    "decode_partial",
-    "port_values",
-]
+__all__ = ["ENRICHED_BATCH", "Enriched", "Enricher", "port_values"]
 
 ENRICHED_BATCH = "darkscope.EnrichedBatch"
-PARTIAL_COUNTS = "darkscope.PartialCounts"
 ICMP_ERRORS = np.array([3, 4, 5, 11, 12], dtype=np.uint8)
 _PORT_PROTOS = {6: "tcp", 17: "udp", 132: "sctp"}
 _FP_NAMES = [(bit, bit.name.lower()) for bit in FINGERPRINTS if bit.name]
@@ -122,11 +113,11 @@ class Enricher:
         """Lookups and state for one worker."""
         self.geo = geo
         self.services = services
-        self.verdicts = verdicts or SourceVerdicts()
+        # Not `verdicts or ...`: an empty SourceVerdicts is falsy (it has a length).
+        self.verdicts = verdicts if verdicts is not None else SourceVerdicts()
         self.codec = codec or Codec()
         schemas = default_schemas()
         self._enriched_cols = column_dtypes_of(schemas[ENRICHED_BATCH])
-        self._partial_cols = column_dtypes_of(schemas[PARTIAL_COUNTS])
 
     def enrich(
         self, batch: PacketBatch, source_topic: str = "", source_partition: int = 0, source_offset: int = 0
@@ -183,37 +174,41 @@ class Enricher:
         """The EnrichedBatch frame."""
         return self.codec.encode(ENRICHED_BATCH, self.record(e))
 
-    def partials(self, e: Enriched) -> list[Partial]:
-        """Per-minute partial counts of the batch for every dimension kind."""
+    def partials(self, e: Enriched, shards: int = 1) -> list[list[Partial]]:
+        """Per-minute partial counts of the batch for every dimension kind, split over
+        ``shards`` counts partitions by the counted address: ``out[shard]`` is one partial
+        per kind."""
         b = e.batch
         ts = b["ts"]
         src = source_keys(b)
         sources = e.sources or np.unique(src, return_inverse=True)
-        out = []
+        kinds: list[list[Partial]] = []
         codes, labels = port_values(b["protocol"], b["dport"])
-        out.append(aggregate("port", ts, codes, labels, src, sources))
-        out.append(aggregate("region", ts, e.geo.region_idx.astype(np.int64), e.geo.regions, src, sources))
+        kinds.append(aggregate("port", ts, codes, labels, src, shards, sources))
+        region = e.geo.region_idx.astype(np.int64)
+        kinds.append(aggregate("region", ts, region, e.geo.regions, src, shards, sources))
         # A packet counts once for every fingerprint it matches.
         nreg = max(len(e.geo.regions), 1)
         fp_rows, fp_codes, fp_labels = [], [], []
         for i, (bit, name) in enumerate(_FP_NAMES):
             rows = np.flatnonzero((e.fp_flags & np.uint16(bit)) != 0)
             fp_rows.append(rows)
-            fp_codes.append(i * nreg + e.geo.region_idx[rows].astype(np.int64))
+            fp_codes.append(i * nreg + region[rows])
             fp_labels += [f"{name}/{r}" for r in e.geo.regions] or [f"{name}/ZZ"]
         rows = np.concatenate(fp_rows)
         used, fp_inverse = np.unique(np.concatenate(fp_codes), return_inverse=True)
-        out.append(
+        kinds.append(
             aggregate(
                 "fp_region",
                 ts[rows],
                 fp_inverse.astype(np.int64),
                 [fp_labels[c] for c in used.tolist()],
                 src[rows],
+                shards,
                 (sources[0], sources[1][rows]),
             )
         )
-        out.append(aggregate("sensor", ts, np.zeros(len(b), np.int64), [b.sensor_id], src, sources))
+        kinds.append(aggregate("sensor", ts, np.zeros(len(b), np.int64), [b.sensor_id], src, shards, sources))
         bs = np.flatnonzero((e.fp_flags & np.uint16(Fingerprint.BACKSCATTER)) != 0)
         vcodes, vlabels = _victims(b, bs)
         dst = b["dst"].astype(np.uint64)
@@ -221,82 +216,12 @@ class Enricher:
         if is6.any():
             words = np.frombuffer(b["dst6"][is6].tobytes(), dtype="<u8").reshape(-1, 2)
             dst[is6] = words[:, 0] ^ words[:, 1] | np.uint64(1 << 63)
-        out.append(aggregate("victim", ts[bs], vcodes, vlabels, dst[bs]))
-        return out
+        kinds.append(aggregate("victim", ts[bs], vcodes, vlabels, dst[bs], shards))
+        return [[k[s] for k in kinds] for s in range(shards)]
 
-    def encode_partial(self, p: Partial, e: Enriched, watermark_ns: int) -> bytes:
-        """The PartialCounts frame of one kind."""
-        return self.encode_partial_raw(p, e.source_partition, watermark_ns, e.source_topic, e.source_offset)
-
-    def encode_partial_raw(
-        self,
-        p: Partial,
-        source_partition: int,
-        watermark_ns: int,
-        source_topic: str = "",
-        source_offset: int = -1,
-    ) -> bytes:
-        """A PartialCounts frame from its parts (heartbeats use source partition -1)."""
-        rec: dict[str, Any] = {
-            "kind": p.kind,
-            "source_topic": source_topic,
-            "source_partition": source_partition,
-            "source_offset": source_offset,
-            "watermark": watermark_ns,
-            "values": p.values,
-        }
-        rec.update(
-            pack_columns(
-                {
-                    "minute": p.minute,
-                    "value_idx": p.value_idx,
-                    "packets": p.packets,
-                    "pair_minute": p.pair_minute,
-                    "pair_value_idx": p.pair_value_idx,
-                    "pair_addr": p.pair_addr,
-                },
-                self._partial_cols,
-            )
-        )
-        return self.codec.encode(PARTIAL_COUNTS, rec)
-
-
-class PartialFrame(NamedTuple):
-    """A decoded PartialCounts frame."""
-
-    partial: Partial
-    source_partition: int  # packets partition (-1: none)
-    watermark: int  # ns, or -1 for an idle marker
-    source_offset: int  # offset of the packet batch in its partition (-1: a marker)
-
-
-def decode_partial(codec: Codec, data: bytes) -> PartialFrame:
-    """A PartialCounts frame as (partial, source partition, watermark ns, source offset)."""
-    from darkscope.errors import UndecodableMessage
-    from schemas.codec import unpack_columns
-
-    msg = codec.decode(data)
-    if msg.name != PARTIAL_COUNTS:
-        raise UndecodableMessage(f"{msg.name} is not PartialCounts")
-    r = msg.record
-    cols = unpack_columns(r, column_dtypes_of(default_schemas()[PARTIAL_COUNTS]))
-    if not (len(cols["minute"]) == len(cols["value_idx"]) == len(cols["packets"])) or not (
-        len(cols["pair_minute"]) == len(cols["pair_value_idx"]) == len(cols["pair_addr"])
-    ):
-        raise UndecodableMessage("PartialCounts columns of unequal length")
-    nvals = len(r["values"])
-    if (len(cols["value_idx"]) and int(cols["value_idx"].max()) >= nvals) or (
-        len(cols["pair_value_idx"]) and int(cols["pair_value_idx"].max()) >= nvals
-    ):
-        raise UndecodableMessage("PartialCounts value index out of range")
-    p = Partial(
-        str(r["kind"]),
-        list(r["values"]),
-        cols["minute"],
-        cols["value_idx"],
-        cols["packets"],
-        cols["pair_minute"],
-        cols["pair_value_idx"],
-        cols["pair_addr"],
-    )
-    return PartialFrame(p, int(r["source_partition"]), int(r["watermark"]), int(r["source_offset"]))
+    def frames(self, e: Enriched, shards: int, watermark_ns: int) -> list[PartialFrame]:
+        """One PartialCounts per counts partition (those without rows carry the watermark)."""
+        return [
+            PartialFrame(tuple(ps), e.source_partition, watermark_ns, e.source_offset, shard, shards)
+            for shard, ps in enumerate(self.partials(e, shards))
+        ]

@@ -54,7 +54,8 @@ __all__ = [
     "Takeover",
     "decode_replay_point",
     "published_until",
-    "read_kind",
+    "read_partition",
+    "read_partition_async",
     "replay_key",
 ]
 
@@ -149,15 +150,15 @@ def published_until(table: Mapping[bytes, bytes], kind: str) -> dict[str, int]:
     return newest
 
 
-def read_kind(
-    bootstrap: str, topic: str, partition: int, start: int, end: int, kind: str
+def read_partition(
+    bootstrap: str, topic: str, partition: int, start: int, end: int, key: bytes | None = None
 ) -> list[tuple[int, bytes]]:
-    """The (offset, value) of ``kind``'s messages in ``topic[partition]`` from ``start``
-    (clamped to the log start) up to, not including, ``end``."""
+    """The (offset, value) of the messages in ``topic[partition]`` from ``start`` (clamped to
+    the log start) up to, not including, ``end``; only those keyed ``key`` when it is given."""
     low, _ = watermarks(bootstrap, topic)[partition]
     if start < low and start > 0:
         logger.warning(
-            "%s[%d]: the replay point %d is below the log start %d: partials before it were "
+            "%s[%d]: the replay point %d is below the log start %d: messages before it were "
             "deleted by the topic's retention, and their open windows cannot be rebuilt",
             topic,
             partition,
@@ -165,11 +166,10 @@ def read_kind(
             low,
         )
     start = max(start, low)
-    key = kind.encode()
     out = []
     for msg in read_range(bootstrap, topic, {partition: start}, {partition: end}, REPLAY_TIMEOUT_S):
         offset = msg.offset()
-        if offset is not None and offset < end and msg.key() == key:
+        if offset is not None and offset < end and (key is None or msg.key() == key):
             out.append((offset, bytes(msg.value() or b"")))
     return out
 
@@ -186,9 +186,9 @@ class Takeover:
     published: dict[str, int]
 
 
-async def read_kind_async(
-    bootstrap: str, topic: str, partition: int, start: int, end: int, kind: str
+async def read_partition_async(
+    bootstrap: str, topic: str, partition: int, start: int, end: int, key: bytes | None = None
 ) -> list[tuple[int, bytes]]:
-    """:func:`read_kind` in a thread, so the worker's event loop (heartbeats) keeps running."""
+    """:func:`read_partition` in a thread, so the worker's event loop (heartbeats) keeps running."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(None, read_kind, bootstrap, topic, partition, start, end, kind)
+    return await loop.run_in_executor(None, read_partition, bootstrap, topic, partition, start, end, key)

@@ -19,11 +19,15 @@ on its own made the count agent fall far behind the enrich agent ("producer buff
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
-from streams.counts import ClosedWindow
+from streams.windows import SIZES, ClosedWindow
 
 __all__ = ["MinuteBundles", "window_key", "window_value"]
 
@@ -82,11 +86,55 @@ class MinuteBundles:
             self._hour(w.kind, hour)[w.start] = orjson.dumps(_columns(w), option=_NUMPY)
             touched[(w.kind, hour)] = None
         for kind, hour in touched:
-            minutes = self._hours[(kind, hour)]
-            head = orjson.dumps({"kind": kind, "size": "1m", "start": hour})[:-1]
-            body = b",".join(minutes[m] for m in sorted(minutes))
-            out.append((window_key(kind, "1m", hour), head + b',"minutes":[' + body + b"]}"))
+            out.append(self._bundle(kind, hour))
         return out
+
+    def writes_rows(
+        self,
+        kind: str,
+        names: npt.NDArray[np.object_],
+        columns: tuple[npt.NDArray[Any], ...],
+        revisions: npt.NDArray[np.int64] | None = None,
+    ) -> list[tuple[bytes, bytes]]:
+        """:meth:`writes` of windows given as columns (size code, start, value id, packets,
+        sources), sorted by size and start; ``names`` maps value ids to values; revisions per
+        row (None: all 0)."""
+        size, start, vid, packets, sources = columns
+        out: list[tuple[bytes, bytes]] = []
+        touched: dict[int, None] = {}
+        first = np.ones(len(start), dtype=bool)
+        first[1:] = (size[1:] != size[:-1]) | (start[1:] != start[:-1])
+        bounds = [*np.flatnonzero(first).tolist(), len(start)]
+        labels = names[vid].tolist()
+        starts, sizes = start.tolist(), size.tolist()
+        for a, b in itertools.pairwise(bounds):
+            w = {
+                "start": starts[a],
+                "revision": int(revisions[a]) if revisions is not None else 0,
+                "values": labels[a:b],
+                "packets": packets[a:b],
+                "sources": sources[a:b],
+            }
+            if SIZES[sizes[a]] == "1h":
+                out.append(
+                    (
+                        window_key(kind, "1h", starts[a]),
+                        orjson.dumps({"kind": kind, "size": "1h", **w}, option=_NUMPY),
+                    )
+                )
+                continue
+            hour = starts[a] - starts[a] % 3600
+            self._hour(kind, hour)[starts[a]] = orjson.dumps(w, option=_NUMPY)
+            touched[hour] = None
+        for hour in touched:
+            out.append(self._bundle(kind, hour))
+        return out
+
+    def _bundle(self, kind: str, hour: int) -> tuple[bytes, bytes]:
+        minutes = self._hours[(kind, hour)]
+        head = orjson.dumps({"kind": kind, "size": "1m", "start": hour})[:-1]
+        body = b",".join(minutes[m] for m in sorted(minutes))
+        return window_key(kind, "1m", hour), head + b',"minutes":[' + body + b"]}"
 
     def forget(self, kind: str, horizon_s: int) -> None:
         """Drop the hours of ``kind`` that end before ``horizon_s`` (no longer correctable)."""

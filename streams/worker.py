@@ -16,7 +16,10 @@ def run_worker(
     settings: WorkerSettings, kafka: KafkaSettings, topics: TopicNames, loglevel: str = "info"
 ) -> None:
     """Create the topics the app needs (partition counts must match), then run a worker."""
-    ensure_topics(kafka, [topics.packets, topics.enriched, topics.counts, topics.alerts, topics.deadletter])
+    ensure_topics(
+        kafka,
+        [topics.packets, topics.enriched, topics.counts, topics.windows, topics.alerts, topics.deadletter],
+    )
     app = create_app(settings, kafka, topics)
     level = logging.getLevelName(loglevel.upper())
 

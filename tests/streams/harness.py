@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from darkscope.settings import TopicNames
+from darkscope.topics import admin_client
 from schemas.codec import Codec
 from tests.kafka_helpers import read_all
 
@@ -110,15 +111,25 @@ def workers(n: int, bootstrap: str, topics: TopicNames, tmp: Path, **extra: str)
         pool.close()
 
 
-def wait_for(what: str, predicate: Callable[[], bool], timeout: float, tmp: Path) -> None:
-    """Poll until ``predicate()``; on timeout fail with the workers' logs."""
+def wait_for(
+    what: str,
+    predicate: Callable[[], bool],
+    timeout: float,
+    tmp: Path,
+    seen: Callable[[], str] | None = None,
+) -> None:
+    """Poll until ``predicate()``; on timeout fail with what ``seen()`` says was last seen
+    (what is missing, not only that something is), then the workers' last log lines."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(1.0)
-    logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(tmp.glob("worker*.log")))
-    raise AssertionError(f"timed out waiting for {what}\n{logs}")
+    last = seen() if seen is not None else "(nothing to say)"
+    logs = "\n".join(
+        f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:] for p in sorted(tmp.glob("worker*.log"))
+    )
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last seen: {last}\n{logs}")
 
 
 def enriched_packets(bootstrap: str, topic: str) -> int:
@@ -131,12 +142,11 @@ def enriched_packets(bootstrap: str, topic: str) -> int:
 
 def windows(bootstrap: str, app_id: str) -> dict[tuple[str, str, int], dict[str, list[int]]]:
     """Closed windows from the window_counts table's changelog: (kind, size, start) -> counts."""
-    out = {}
-    try:
-        msgs = list(read_all(bootstrap, f"{app_id}-window_counts-changelog"))
-    except Exception:  # noqa: BLE001 - the changelog topic appears with the first window
-        return {}
-    for m in msgs:
+    out: dict[tuple[str, str, int], dict[str, list[int]]] = {}
+    topic = f"{app_id}-window_counts-changelog"
+    if topic not in topic_names(bootstrap):
+        return out  # the changelog topic appears with the first window
+    for m in read_all(bootstrap, topic):
         parts = (m.key() or b"").decode().split("|")
         if len(parts) != 3:
             continue  # a kind's replay point (streams.takeover)
@@ -147,6 +157,20 @@ def windows(bootstrap: str, app_id: str) -> dict[tuple[str, str, int], dict[str,
             out[(kind, size, int(one["start"]))] = {
                 v: [p, s] for v, p, s in zip(one["values"], one["packets"], one["sources"], strict=True)
             }
+    return out
+
+
+def topic_names(bootstrap: str) -> set[str]:
+    """Topics the broker has now."""
+    return set(admin_client(bootstrap).list_topics(timeout=10).topics)
+
+
+def hours_closed(wins: dict[tuple[str, str, int], dict[str, list[int]]]) -> dict[str, int]:
+    """Hour windows stored per kind (for what a test last saw)."""
+    out: dict[str, int] = {}
+    for kind, size, _ in wins:
+        if size == "1h":
+            out[kind] = out.get(kind, 0) + 1
     return out
 
 

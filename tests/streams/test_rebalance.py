@@ -1,6 +1,6 @@
-"""Counts stay exact when a rebalance moves counts partitions between real worker processes
-(a worker joins mid-stream, then the first one stops; a worker is killed and another starts):
-streams.takeover."""
+"""Counts stay exact when a rebalance moves counts and windows partitions between real worker
+processes (a worker joins mid-stream, then the first one stops; a worker is killed and another
+starts): streams.takeover. ``bench/rebalance_soak.py`` runs these scenarios N times."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from darkscope.settings import TopicNames
+from darkscope.topics import watermarks
 from producers.kafka import Publisher
 from producers.simulate import simulate_quarter
 from schemas.batch import PacketBatch
@@ -21,6 +22,7 @@ from tests.streams.harness import (
     WorkerPool,
     alerts,
     hourly_totals,
+    hours_closed,
     settled_windows,
     wait_for,
     windows,
@@ -30,7 +32,8 @@ from tests.streams.harness import (
 def _send(pub: Publisher, topic: str, batches: list[PacketBatch], pause: float) -> None:
     codec = Codec()
     for b in batches:
-        pub.send(topic, codec.encode_batch(b), len(b), key=b.sensor_id.encode())
+        # Unkeyed, as the sensors send them: batches spread over every packets partition.
+        pub.send(topic, codec.encode_batch(b), len(b))
         pub.flush()
         time.sleep(pause)
 
@@ -69,7 +72,18 @@ def _counted(bootstrap: str, topics: TopicNames, pool: WorkerPool, batches: int,
         hours = [k for k in windows(bootstrap, pool.app_id) if k[0] == "sensor" and k[1] == "1h"]
         return len(set(_enriched(bootstrap, topics.enriched))) >= batches and len(hours) >= 24
 
-    wait_for("the day to be counted", drained, 180, tmp)
+    def seen() -> str:
+        done = set(_enriched(bootstrap, topics.enriched))
+        sent = {
+            (p, o) for p, (lo, hi) in watermarks(bootstrap, topics.packets).items() for o in range(lo, hi)
+        }
+        missing = sorted(sent - done)
+        return (
+            f"enriched {len(done)} of {batches} batches (missing [partition, offset]: {missing[:20]}); "
+            f"hours closed per kind: {hours_closed(windows(bootstrap, pool.app_id))} of 24"
+        )
+
+    wait_for("the day to be counted", drained, 180, tmp, seen)
     return settled_windows(bootstrap, pool.app_id, tmp)
 
 
@@ -92,7 +106,11 @@ def test_counts_stay_exact_when_partitions_move(
 ) -> None:
     # Two hours of retention, so that windows become final during the day and a new owner
     # starts from a replay point in the middle of its counts partition.
-    env = {"DARKSCOPE_WORKER_RETENTION": "7200", "DARKSCOPE_WORKER_IDLE_AFTER": "6"}
+    env = {
+        "DARKSCOPE_WORKER_RETENTION": "7200",
+        "DARKSCOPE_WORKER_IDLE_AFTER": "6",
+        "DARKSCOPE_WORKER_SESSION_TIMEOUT": "8",
+    }
     pool = WorkerPool(kafka_bootstrap, topic_names, tmp_path, **env)
     batches, truth = _day(tmp_path, 40_000, 11)
     pub = Publisher(kafka_bootstrap)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from streams.counts import ClosedWindow
+from streams.windows import ClosedWindow
 from streams.windowstore import MinuteBundles, window_key, window_value
 
 H = 1_648_771_200  # 2022-04-01 00:00 UTC

@@ -1,4 +1,5 @@
-"""Combiner partials, event-time windows and watermarks."""
+"""Event-time windows of one kind (streams.windows), watermarks (streams.watermark) and the
+HyperLogLog sketch (streams.sketch)."""
 
 from __future__ import annotations
 
@@ -6,16 +7,17 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.counts import (
-    FLUSH,
-    HLL_P,
-    ClosedWindow,
-    KindWindows,
-    WatermarkTracker,
-    aggregate,
-    hll_estimate,
-    hll_update,
-)
+from streams.partials import Partial
+from streams.partials import aggregate as aggregate_shards
+from streams.sketch import HLL_P, hll_estimate, hll_update
+from streams.watermark import FLUSH, WatermarkTracker
+from streams.windows import ClosedWindow, KindWindows
+
+
+def aggregate(*args: object) -> Partial:
+    """The partial of a single counts partition."""
+    return aggregate_shards(*args)[0]  # type: ignore[arg-type]
+
 
 T0 = 1_648_771_200  # 2022-04-01T00:00:00Z
 
@@ -27,7 +29,7 @@ def _rows(rng: np.random.Generator, n: int, span_s: int, nvalues: int, naddr: in
     return ts, codes, addrs
 
 
-def test_partial_counts_packets_and_distinct_triples_per_minute() -> None:
+def test_partial_counts_packets_and_distinct_triples_per_minute() -> None:  # one partition
     ts = np.array([0, 10, 59, 60, 61, 61], dtype=np.int64) * 10**9 + T0 * 10**9
     p = aggregate(
         "port",
@@ -65,9 +67,9 @@ def test_sum_of_window_counts_equals_packets_accepted(
         for t, c, a in zip((ts // 10**9 // 60 * 60).tolist(), codes.tolist(), addrs.tolist(), strict=True):
             exact.setdefault((t, c), set()).add(a)
         if close_between:
-            for w in windows.close_until(T0 + (i + 1) * 3 * 3600 // (batches + 1)):
+            for w in windows.close_until(T0 + (i + 1) * 3 * 3600 // (batches + 1)).windows():
                 latest[(w.size, w.start)] = w
-    for w in windows.flush():
+    for w in windows.flush().windows():
         latest[(w.size, w.start)] = w
     minutes = [w for w in latest.values() if w.size == "1m"]
     hours = [w for w in latest.values() if w.size == "1h"]
@@ -82,16 +84,15 @@ def test_late_rows_reopen_their_window_and_correct_it() -> None:
     windows = KindWindows("region")
     ts = np.array([T0, T0 + 30], dtype=np.int64) * 10**9
     windows.add(aggregate("region", ts, np.zeros(2, np.int64), ["JP"], np.arange(2, dtype=np.uint64)))
-    closed = windows.close_until(T0 + 120)
-    assert [(w.size, w.counts, w.revision) for w in closed] == [("1m", {"JP": (2, 2)}, 0)]
+    closed = windows.close_until(T0 + 120).windows()
+    assert [(w.size, w.counts) for w in closed] == [("1m", {"JP": (2, 2)})]
     late = np.array([T0 + 5, T0 + 6], dtype=np.int64) * 10**9
     windows.add(aggregate("region", late, np.zeros(2, np.int64), ["JP"], np.array([1, 7], dtype=np.uint64)))
     assert windows.late_packets == 0
-    again = windows.close_until(T0 + 3700)
-    assert [(w.size, w.counts, w.revision) for w in again] == [
-        ("1m", {"JP": (4, 3)}, 1),
-        ("1h", {"JP": (4, 3)}, 0),
-    ]
+    again = windows.close_until(T0 + 3700).windows()
+    # The minute is closed again with the corrected counts (the merge stage numbers the
+    # revision); the hour counts each packet once.
+    assert [(w.size, w.counts) for w in again] == [("1m", {"JP": (4, 3)}), ("1h", {"JP": (4, 3)})]
 
 
 def test_rows_older_than_the_retention_are_dropped_as_late() -> None:
@@ -108,7 +109,7 @@ def test_hour_window_estimates_sources_within_five_percent() -> None:
     windows = KindWindows("region")
     ts, _, addrs = _rows(rng, 200_000, 3600, 1, 2**40)
     windows.add(aggregate("region", ts, np.zeros(len(ts), np.int64), ["CN"], addrs))
-    hour = next(w for w in windows.flush() if w.size == "1h")
+    hour = next(w for w in windows.flush().windows() if w.size == "1h")
     packets, sources = hour.counts["CN"]
     truth = len(np.unique(addrs))
     assert packets == 200_000
@@ -155,7 +156,7 @@ def test_flush_closes_everything_but_later_data_still_counts() -> None:
     windows = KindWindows("sensor")
     ts = np.array([T0 + 10, T0 + 4000], dtype=np.int64) * 10**9
     windows.add(aggregate("sensor", ts, np.zeros(2, np.int64), ["s"], np.arange(2, dtype=np.uint64)))
-    closed = windows.close_until(FLUSH)
+    closed = windows.close_until(FLUSH).windows()
     assert sorted((w.size, w.start) for w in closed) == [
         ("1h", T0),
         ("1h", T0 + 3600),
@@ -165,7 +166,7 @@ def test_flush_closes_everything_but_later_data_still_counts() -> None:
     later = np.array([T0 + 8000], dtype=np.int64) * 10**9
     windows.add(aggregate("sensor", later, np.zeros(1, np.int64), ["s"], np.zeros(1, np.uint64)))
     assert windows.late_packets == 0
-    assert sum(p for w in windows.flush() for p, _ in w.counts.values() if w.size == "1m") == 1
+    assert sum(p for w in windows.flush().windows() for p, _ in w.counts.values() if w.size == "1m") == 1
 
 
 @given(
@@ -177,7 +178,7 @@ def test_sparse_hour_sketch_estimates_equal_the_dense_hyperloglog(
     chunks: list[list[int]], nvalues: int
 ) -> None:
     """The hour's sparse (value, register) -> rank sketch gives the dense HLL's estimate."""
-    from streams.counts import _Hour
+    from streams.windows import _Hour
 
     hour = _Hour()
     dense = np.zeros((nvalues, 1 << HLL_P), np.uint8)

@@ -1,16 +1,16 @@
-"""Windowed counts by event time: the combiner's partial counts and the windows they fill.
+"""Event-time windows of one dimension kind over one counts partition's addresses.
 
-The enrich agent turns each packet batch into one :class:`Partial` per dimension kind:
-packets per (minute, value) and the distinct (minute, value, address) triples, so that unique
-sources can be counted exactly per minute when partials from many batches and workers are
-merged. :class:`KindWindows` merges partials of one kind in the count agent and closes
-windows when the event-time watermark passes their end:
+:class:`KindWindows` merges partials (:mod:`streams.partials`) and closes windows when the
+event-time watermark (:mod:`streams.watermark`) passes their end:
 
-- 1-minute windows count packets and unique sources exactly (a set per minute);
-- 1-hour windows count packets exactly and unique sources with a HyperLogLog per value
-  (2^12 registers, ~1.6 % standard error, 4 KiB per value-hour): an exact hourly set would
-  grow with every source a telescope sees in an hour (millions on a /16), held per value and
-  kind, while the exact figures are ClickHouse's job (its rollups keep uniq states).
+- 1-minute windows count packets and unique addresses exactly (a set per minute);
+- 1-hour windows count packets exactly and unique addresses with a HyperLogLog per value
+  (:mod:`streams.sketch`).
+
+Closed windows come out as columns (:class:`WindowRows`: one row per window and value), never
+as one object per window: a counts partition closes every minute of every kind, and with the
+work spread over partitions the per-window Python cost would be paid once per partition.
+:class:`ClosedWindow` is the one-window view the alert rules and tests read.
 """
 
 from __future__ import annotations
@@ -24,153 +24,80 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = [
-    "FLUSH",
-    "ClosedWindow",
-    "HLL_P",
-    "KINDS",
-    "KindWindows",
-    "Partial",
-    "WatermarkTracker",
-    "aggregate",
-    "hll_estimate",
-    "hll_estimates",
-    "hll_positions",
-    "hll_update",
-]
+from streams.partials import Partial
+from streams.sketch import HLL_P, INV_POW2, estimate, hll_positions
+from streams.watermark import FLUSH
 
-KINDS = ("port", "region", "fp_region", "sensor", "victim")
-MINUTE_NS = 60 * 10**9
-FLUSH = 2**62  # the watermark that closes every window
-HLL_P = 12
+__all__ = ["MINUTE", "HOUR", "SIZES", "ClosedWindow", "KindWindows", "WindowRows"]
 
 I64 = npt.NDArray[np.int64]
 U32 = npt.NDArray[np.uint32]
 U64 = npt.NDArray[np.uint64]
+U8 = npt.NDArray[np.uint8]
+
+MINUTE, HOUR = 0, 1  # size codes of WindowRows
+SIZES = ("1m", "1h")
+SECONDS = (60, 3600)
 
 
-@dataclass(frozen=True)
-class Partial:
-    """Counts of one batch for one dimension kind (the PartialCounts record's content)."""
+@dataclass(frozen=True, eq=False)
+class WindowRows:
+    """Closed windows of one kind as columns: one row per (window, value), sorted by size,
+    start and value id; ``values`` is the dictionary the value ids index."""
 
     kind: str
-    values: list[str]
-    minute: I64
-    value_idx: U32
-    packets: U32
-    pair_minute: I64
-    pair_value_idx: U32
-    pair_addr: U64
+    values: Sequence[str]
+    size: U8
+    start: I64
+    vid: U32
+    packets: I64
+    sources: I64
+
+    @staticmethod
+    def empty(kind: str, values: Sequence[str] = ()) -> WindowRows:
+        """No rows."""
+        i = np.zeros(0, np.int64)
+        return WindowRows(kind, values, np.zeros(0, np.uint8), i, np.zeros(0, np.uint32), i, i)
+
+    def __len__(self) -> int:
+        return len(self.start)
 
     @property
-    def total_packets(self) -> int:
-        """Packets this partial counts."""
-        return int(self.packets.sum(dtype=np.int64))
+    def end(self) -> I64:
+        """Exclusive end of each row's window, seconds."""
+        return self.start + np.where(self.size == MINUTE, 60, 3600)
 
-
-def aggregate(
-    kind: str,
-    ts_ns: npt.NDArray[np.int64],
-    codes: npt.NDArray[np.int64],
-    values: Sequence[str],
-    addrs: U64,
-    addr_index: tuple[U64, npt.NDArray[np.intp]] | None = None,
-) -> Partial:
-    """Combine rows (timestamp, value code, address) into per-minute packets and triples.
-
-    ``addr_index`` is ``np.unique(addrs, return_inverse=True)`` when the caller has it
-    already (one batch's sources serve every kind); then one sort of a composite key does it.
-    """
-    minutes = (ts_ns // MINUTE_NS).astype(np.int64)
-    if not len(minutes):
-        empty_i, empty_u = np.zeros(0, np.int64), np.zeros(0, np.uint32)
-        return Partial(
-            kind, list(values), empty_i, empty_u, empty_u, empty_i, empty_u, np.zeros(0, np.uint64)
+    def select(self, rows: npt.NDArray[Any]) -> WindowRows:
+        """The rows picked by a mask or an index array."""
+        return WindowRows(
+            self.kind,
+            self.values,
+            self.size[rows],
+            self.start[rows],
+            self.vid[rows],
+            self.packets[rows],
+            self.sources[rows],
         )
-    uaddr, aidx = addr_index if addr_index is not None else np.unique(addrs, return_inverse=True)
-    m0 = int(minutes.min())
-    nv = max(len(values), 1)
-    na = max(len(uaddr), 1)
-    group = (minutes - m0) * nv + codes  # (minute, value)
-    triples, per_triple = np.unique(group * na + aidx, return_counts=True)
-    tgroup = triples // na
-    first = np.ones(len(tgroup), dtype=bool)
-    first[1:] = tgroup[1:] != tgroup[:-1]
-    starts = np.flatnonzero(first)
-    ukey = tgroup[starts]
-    counts = np.add.reduceat(per_triple, starts)
-    return Partial(
-        kind,
-        list(values),
-        ((ukey // nv + m0) * 60).astype(np.int64),
-        (ukey % nv).astype(np.uint32),
-        counts.astype(np.uint32),
-        ((tgroup // nv + m0) * 60).astype(np.int64),
-        (tgroup % nv).astype(np.uint32),
-        uaddr[triples % na].astype(np.uint64),
-    )
 
-
-# -- HyperLogLog over 64-bit address keys ---------------------------------------------------
-
-
-def _mix64(x: U64) -> U64:
-    """splitmix64 finaliser: spreads address keys uniformly over 64 bits."""
-    with np.errstate(over="ignore"):
-        z = x + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
-
-
-def hll_positions(addrs: U64) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:
-    """Register index and rank of each address in a HyperLogLog of 2^HLL_P registers."""
-    h = _mix64(addrs.astype(np.uint64))
-    idx = (h >> np.uint64(64 - HLL_P)).astype(np.int64)
-    rest = (h << np.uint64(HLL_P)) | np.uint64(1 << (HLL_P - 1))  # guard bit bounds the rank
-    # rank = leading zeros of `rest` + 1 = 65 - its bit length, which is the binary exponent
-    # frexp gives (float64 keeps the top bit exact).
-    _, bitlen = np.frexp(rest.astype(np.float64))
-    return idx, (65 - bitlen).astype(np.uint8)
-
-
-def hll_update(registers: npt.NDArray[np.uint8], addrs: U64) -> None:
-    """Add addresses to a HyperLogLog register array of 2^HLL_P bytes (in place)."""
-    if not len(addrs):
-        return
-    idx, rank = hll_positions(addrs)
-    np.maximum.at(registers, idx, rank)
-
-
-def hll_estimate(registers: npt.NDArray[np.uint8]) -> int:
-    """Cardinality estimate (Flajolet et al. 2007, with the small-range correction)."""
-    return int(hll_estimates(registers.reshape(1, -1))[0])
-
-
-def hll_estimates(registers: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
-    """:func:`hll_estimate` of every row of a 2-D register array."""
-    if not len(registers):
-        return np.zeros(0, np.int64)
-    m = registers.shape[1]
-    zeros = np.count_nonzero(registers == 0, axis=1)
-    return _estimate(m, zeros, _INV_POW2[registers].sum(axis=1))
-
-
-def _estimate(m: int, zeros: npt.NDArray[Any], total: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
-    """HyperLogLog estimates from each sketch's zero registers and sum of 2^-rank."""
-    alpha = 0.7213 / (1 + 1.079 / m)
-    raw = alpha * m * m / np.maximum(total, 1e-300)
-    with np.errstate(divide="ignore"):
-        linear = m * np.log(m / np.maximum(zeros, 1))
-    small = (raw <= 2.5 * m) & (zeros > 0)
-    out: npt.NDArray[np.int64] = np.rint(np.where(small, linear, raw)).astype(np.int64)
-    return out
-
-
-_INV_POW2 = np.ldexp(1.0, -np.arange(256, dtype=np.int64))
-
-
-# -- windows ----------------------------------------------------------------------------------
+    def windows(self) -> list[ClosedWindow]:
+        """One :class:`ClosedWindow` per (size, start) (for the alert rules and tests)."""
+        out = []
+        names = np.asarray(self.values, dtype=object)
+        first = np.ones(len(self), dtype=bool)
+        first[1:] = (self.size[1:] != self.size[:-1]) | (self.start[1:] != self.start[:-1])
+        bounds = [*np.flatnonzero(first).tolist(), len(self)]
+        for a, b in itertools.pairwise(bounds):
+            out.append(
+                ClosedWindow(
+                    self.kind,
+                    SIZES[int(self.size[a])],
+                    int(self.start[a]),
+                    names[self.vid[a:b]].tolist() if b > a else [],
+                    self.packets[a:b],
+                    self.sources[a:b],
+                )
+            )
+        return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -307,9 +234,9 @@ class _Hour:
         m = 1 << HLL_P
         nonzero = np.bincount(owner, minlength=n)[:n]
         zeros = m - nonzero
-        weights = np.bincount(owner, weights=_INV_POW2[ranks], minlength=n)[:n].astype(np.float64)
+        weights = np.bincount(owner, weights=INV_POW2[ranks], minlength=n)[:n].astype(np.float64)
         total = zeros + weights
-        return vids, self.packets[vids], _estimate(m, zeros, total)[vids]
+        return vids, self.packets[vids], estimate(m, zeros, total)[vids]
 
 
 def _first_of_runs(*sorted_keys: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
@@ -333,9 +260,9 @@ class KindWindows:
 
     Closed windows are kept for ``retention_s`` seconds of event time: rows that arrive after
     their window closed (a source partition that was idle, a slow worker) reopen it, and it
-    is closed again with the corrected counts and a higher ``revision`` (accumulating
-    updates, as in Beam's allowed lateness). Rows older than the retention are dropped and
-    counted in ``late_packets``.
+    is closed again with the corrected counts (accumulating updates, as in Beam's allowed
+    lateness; the merge stage numbers the revisions). Rows older than the retention are
+    dropped and counted in ``late_packets``.
     """
 
     def __init__(self, kind: str, retention_s: int = 6 * 3600) -> None:
@@ -355,7 +282,6 @@ class KindWindows:
         self._done: list[tuple[int, _Rows]] = []
         self._hours: dict[int, _Hour] = {}
         self._done_hours: dict[int, _Hour] = {}
-        self._revision: dict[tuple[str, int], int] = {}
         self.reopened = 0
         self.closed_before = -(2**62)  # every minute starting before this is closed
         self.late_packets = 0
@@ -442,19 +368,30 @@ class KindWindows:
         """Start times of the minutes still open."""
         return sorted(self._open_minutes)
 
-    def close_until(self, watermark_s: int) -> list[ClosedWindow]:
-        """Close every window that ends at or before ``watermark_s``; return them in order."""
-        closed: list[ClosedWindow] = []
+    def close_until(self, watermark_s: int) -> WindowRows:
+        """Close every window that ends at or before ``watermark_s``; return their rows
+        (minutes first, then hours, each in time order)."""
+        parts: list[tuple[int, I64, U32, I64, I64]] = []
         if self._open_minutes and min(self._open_minutes) + 60 <= watermark_s:
-            closed += self._close_minutes(watermark_s)
+            parts.append((MINUTE, *self._close_minutes(watermark_s)))
         # A flush (watermark at "infinity") closes what exists without making all future
         # data late: later rows are late only if they fall in a minute that was closed.
         boundary = watermark_s - watermark_s % 60
         self.closed_before = max(self.closed_before, min(boundary, self.max_minute + 60))
         for hour in sorted(h for h in self._hours if h + 3600 <= watermark_s):
-            closed.append(self._close_hour(hour))
+            parts.append((HOUR, *self._close_hour(hour)))
         self._forget(min(watermark_s, self.max_minute + 60) - self.retention_s)
-        return closed
+        if not parts:
+            return WindowRows.empty(self.kind, self.values)
+        return WindowRows(
+            self.kind,
+            self.values,
+            np.concatenate([np.full(len(p[1]), p[0], np.uint8) for p in parts]),
+            np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]).astype(np.uint32),
+            np.concatenate([p[3] for p in parts]).astype(np.int64),
+            np.concatenate([p[4] for p in parts]).astype(np.int64),
+        )
 
     def _forget(self, horizon: int) -> None:
         if horizon <= self._horizon:
@@ -463,15 +400,8 @@ class KindWindows:
         self._done = [(newest, chunk) for newest, chunk in self._done if newest >= horizon]
         for start in [h for h in self._done_hours if h + 3600 <= horizon]:
             del self._done_hours[start]
-        if len(self._revision) > 2 * (self.retention_s // 60 + 120):
-            self._revision = {k: r for k, r in self._revision.items() if k[1] >= horizon - 3600}
 
-    def _next_revision(self, size: str, start: int) -> int:
-        rev = self._revision.get((size, start), -1) + 1
-        self._revision[(size, start)] = rev
-        return rev
-
-    def _close_minutes(self, watermark_s: int) -> list[ClosedWindow]:
+    def _close_minutes(self, watermark_s: int) -> tuple[I64, U32, I64, I64]:
         """Reduce the rows of every minute ending by the watermark, in one NumPy pass."""
         due = [c for first, c in self._open if first + 60 <= watermark_s]
         self._open = [(first, c) for first, c in self._open if first + 60 > watermark_s]
@@ -520,18 +450,12 @@ class KindWindows:
             hour.add_packets(v[sel], n[sel], len(self.values))
             psel = phours_of == hour_start
             hour.add_sources(pv[psel], pa[psel])
-        # One ClosedWindow per minute, as column slices.
-        out = []
-        names = self._names()[v].tolist()
-        bounds = [*np.flatnonzero(_first_of_runs(m)).tolist(), len(m)]
-        for a, b in itertools.pairwise(bounds):
-            start = int(m[a])
-            self._open_minutes.discard(start)
-            window = ClosedWindow(
-                self.kind, "1m", start, names[a:b], n[a:b], uniq[a:b], self._next_revision("1m", start)
-            )
-            out.append(window)
-        return out
+        self._open_minutes.difference_update(np.unique(m).tolist())
+        return m, v, n, uniq
+
+    def names_of(self, vids: npt.NDArray[Any]) -> list[str]:
+        """The value names of value ids."""
+        return list(self._names()[vids].tolist())
 
     def _names(self) -> npt.NDArray[np.object_]:
         """The value names as an object array (for fancy indexing; it may be longer than the
@@ -546,65 +470,12 @@ class KindWindows:
             self._names_filled = want
         return self._names_array
 
-    def _close_hour(self, start: int) -> ClosedWindow:
+    def _close_hour(self, start: int) -> tuple[I64, U32, I64, I64]:
         h = self._hours.pop(start)
         self._done_hours[start] = h
         vids, packets, sources = h.counts()
-        return ClosedWindow(
-            self.kind,
-            "1h",
-            start,
-            self._names()[vids].tolist(),
-            packets,
-            sources,
-            self._next_revision("1h", start),
-        )
+        return np.full(len(vids), start, np.int64), vids.astype(np.uint32), packets, sources
 
-    def flush(self) -> list[ClosedWindow]:
+    def flush(self) -> WindowRows:
         """Close everything (end of input)."""
         return self.close_until(FLUSH)
-
-
-class WatermarkTracker:
-    """Event-time watermark over the source (packets) partitions, with idleness.
-
-    The watermark is the smallest of the per-partition watermarks (largest event time seen
-    on each), minus the allowed lateness, and nothing closes until every source partition
-    has spoken (data, or an idle marker). A partition is idle when the enrich agent that owns
-    it reports it caught up (its last offset processed is the partition's end) and silent
-    for a while; an idle partition does not hold the others back. When every partition is
-    idle the input has ended (a finished replay, a sensor gone quiet) and the watermark is
-    :data:`FLUSH`, which closes every open window. Idleness comes from the enrich side and
-    consumer lag, not from this agent's clock, so a worker that is merely slow to process
-    its partitions never makes the others' windows close early.
-    """
-
-    def __init__(self, partitions: int, lateness_s: int = 60) -> None:
-        """Track ``partitions`` source partitions."""
-        self.partitions = partitions
-        self.lateness_s = lateness_s
-        self._wm: dict[int, int] = {}
-        self._idle: set[int] = set()
-
-    def update(self, partition: int, watermark_ns: int) -> None:
-        """Record a source partition's watermark (a partition with data is not idle)."""
-        self._idle.discard(partition)
-        if watermark_ns > self._wm.get(partition, -(2**62)):
-            self._wm[partition] = watermark_ns
-
-    def set_idle(self, partition: int) -> None:
-        """The partition is caught up and silent."""
-        self._idle.add(partition)
-
-    def current_s(self) -> int | None:
-        """The watermark in seconds, or None while nothing can close yet."""
-        if len(set(self._wm) | self._idle) < self.partitions:
-            return None  # a partition that has not spoken yet may still bring older data
-        active = [wm for p, wm in self._wm.items() if p not in self._idle]
-        if not active:
-            return FLUSH
-        return min(active) // 10**9 - self.lateness_s
-
-    def state(self) -> dict[str, Any]:
-        """Per-partition watermarks and idle partitions, for logs."""
-        return {"partitions": dict(self._wm), "idle": sorted(self._idle)}

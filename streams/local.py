@@ -1,0 +1,130 @@
+"""The count and merge stages of one app in one process, through their encoded messages, with
+no Kafka and no Faust: for tests ("list in, list out") and the stage benchmark.
+
+:class:`LocalCounting` keeps each topic partition as a list of messages, runs a
+:class:`streams.shard.ShardCounter` per counts partition and a :class:`streams.merge.WindowMerger`
+per kind exactly as the agents do (takeover from the replay points in the table included), and
+lets a test hand any counts partition or kind to a new owner between two messages.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from darkscope.settings import WorkerSettings
+from schemas.codec import Codec
+from streams.alerts import AlertDetector
+from streams.merge import WindowMerger, decode_window_counts, encode_window_counts
+from streams.partials import PartialFrame, decode_frame, encode_frame, idle_marker
+from streams.shard import ShardCounter, shard_replay_key
+from streams.takeover import decode_replay_point, replay_key
+
+__all__ = ["LocalCounting"]
+
+
+@dataclass
+class LocalCounting:
+    """Counts partitions, windows partitions, their owners and the ``window_counts`` table."""
+
+    settings: WorkerSettings
+    shards: int
+    packets_partitions: int
+    detector: AlertDetector
+    codec: Codec = field(default_factory=Codec)
+    table: dict[bytes, bytes] = field(default_factory=dict)
+    counts_log: list[list[bytes]] = field(default_factory=list)
+    windows_log: list[list[tuple[bytes, bytes]]] = field(default_factory=list)
+    counters: dict[int, ShardCounter] = field(default_factory=dict)
+    mergers: dict[str, WindowMerger] = field(default_factory=dict)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    takeovers: list[tuple[str, int]] = field(default_factory=list)  # ("counts"|kind, messages re-read)
+
+    def __post_init__(self) -> None:
+        self.counts_log = [[] for _ in range(self.shards)]
+        self.windows_log = [[] for _ in range(self.shards)]
+        self._counts_at = [0] * self.shards
+        self._windows_at = [0] * self.shards
+
+    def windows_partition(self, kind: str) -> int:
+        """The windows partition of a kind (any fixed hash of the key does here)."""
+        return zlib.crc32(kind.encode()) % self.shards
+
+    def publish(self, frames: list[PartialFrame]) -> None:
+        """What the enrich agent sends for one batch: frame ``i`` to counts partition ``i``."""
+        for f in frames:
+            self.counts_log[f.shard].append(encode_frame(self.codec, f))
+
+    def idle(self, packets_partition: int) -> None:
+        """The idle markers of a packets partition, one to every counts partition."""
+        for shard in range(self.shards):
+            self.counts_log[shard].append(idle_marker(self.codec, packets_partition, shard, self.shards))
+
+    def move_counts(self, shard: int) -> None:
+        """Counts partition ``shard`` goes to a new owner (its memory is lost)."""
+        self.counters.pop(shard, None)
+
+    def move_kind(self, kind: str) -> None:
+        """The kind's windows partition goes to a new owner."""
+        self.mergers.pop(kind, None)
+
+    def step_counts(self, shard: int) -> bool:
+        """Process the next message of a counts partition; False when there is none."""
+        at = self._counts_at[shard]
+        if at >= len(self.counts_log[shard]):
+            return False
+        counter = self.counters.get(shard)
+        if counter is None:
+            counter = ShardCounter(
+                shard, self.packets_partitions, self.settings.retention, self.settings.lateness
+            )
+            final_before, start = decode_replay_point(self.table.get(shard_replay_key(shard)), shard)
+            frames = [(o, decode_frame(self.codec, self.counts_log[shard][o])) for o in range(start, at)]
+            self.takeovers.append(("counts", counter.replay(final_before, frames)))
+            self.counters[shard] = counter
+        result = counter.count(decode_frame(self.codec, self.counts_log[shard][at]), at)
+        if result.replay_point is not None:
+            self.table[shard_replay_key(shard)] = result.replay_point
+        if result.watermark is not None:
+            for rows in result.closed:
+                value = encode_window_counts(self.codec, shard, self.shards, result.watermark, rows)
+                self.windows_log[self.windows_partition(rows.kind)].append((rows.kind.encode(), value))
+        self._counts_at[shard] = at + 1
+        return True
+
+    def step_windows(self, partition: int) -> bool:
+        """Process the next message of a windows partition; False when there is none."""
+        at = self._windows_at[partition]
+        if at >= len(self.windows_log[partition]):
+            return False
+        key, value = self.windows_log[partition][at]
+        kind = key.decode()
+        merger = self.mergers.get(kind)
+        if merger is None:
+            merger = WindowMerger(
+                kind, self.shards, self.table, self.detector, self.settings.retention, partition
+            )
+            final_before, start = decode_replay_point(self.table.get(replay_key(kind)), partition)
+            old = [
+                (o, decode_window_counts(self.codec, v))
+                for o, (k, v) in enumerate(self.windows_log[partition][start:at], start)
+                if k == key
+            ]
+            self.takeovers.append((kind, merger.replay(final_before, old)))
+            self.mergers[kind] = merger
+        self.alerts += merger.add(decode_window_counts(self.codec, value), at).alerts
+        self._windows_at[partition] = at + 1
+        return True
+
+    def run(self) -> None:
+        """Process every message there is, counts partitions first, until nothing is left."""
+        busy = True
+        while busy:
+            busy = False
+            for shard in range(self.shards):
+                while self.step_counts(shard):
+                    busy = True
+            for partition in range(self.shards):
+                while self.step_windows(partition):
+                    busy = True

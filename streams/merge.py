@@ -1,0 +1,449 @@
+"""The second counting stage: a kind's windows summed over the counts partitions.
+
+Each counts partition counts a disjoint set of addresses (:mod:`streams.partials`), so a
+window's exact packets and unique addresses are the sums of what the partitions counted. The
+counts partitions send their closed windows, with the watermark each has reached, to
+darkscope.windows keyed by kind (the WindowCounts record, :func:`encode_window_counts`);
+:class:`WindowMerger` holds one kind's windows until every counts partition has passed them,
+adds them up, writes them to the ``window_counts`` table (:mod:`streams.windowstore`) and runs
+the alert rules on them: this is where the rules that need the global view (a port entering
+the top 10) see every packet.
+
+A window a counts partition sends again replaces what that partition sent before (a new owner
+re-closes the windows it rebuilt; a late packet corrects one), so a replay counts nothing
+twice. A correction of a published window is published again with the next ``revision`` and
+raises no alert. The merger keeps the windows it published for ``retention`` seconds of event
+time for those corrections, then forgets them.
+
+Its own takeover works like the counts partitions' (:mod:`streams.takeover`): a replay point
+in the table (``kind|replay``) says from which offset of the windows partition a new owner
+re-reads the kind's messages; windows the table already holds raise no alert again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from darkscope.errors import UndecodableMessage
+from schemas.codec import Codec
+from schemas.registry import default_schemas
+from streams.alerts import SURGE_KINDS, AlertDetector
+from streams.partials import KINDS
+from streams.takeover import NEVER, ReplayPoint, published_until, replay_key
+from streams.watermark import FLUSH
+from streams.windows import HOUR, MINUTE, SIZES, WindowRows
+from streams.windowstore import MinuteBundles
+
+__all__ = ["WINDOW_COUNTS", "WindowCounts", "WindowMerger", "decode_window_counts", "encode_window_counts"]
+
+logger = logging.getLogger(__name__)
+
+WINDOW_COUNTS = "darkscope.WindowCounts"
+_COLUMNS = ("size", "start", "value_idx", "packets", "sources")
+
+I64 = npt.NDArray[np.int64]
+
+
+class WindowCounts(NamedTuple):
+    """One WindowCounts message: a counts partition's closed windows of one kind."""
+
+    shard: int
+    shards: int
+    watermark: int  # seconds; FLUSH when the partition's input is idle
+    rows: WindowRows
+
+
+def encode_window_counts(codec: Codec, shard: int, shards: int, watermark: int, rows: WindowRows) -> bytes:
+    """The WindowCounts frame; the dictionary holds only the values the rows use."""
+    used, vidx = np.unique(rows.vid, return_inverse=True)
+    names = rows.values
+    values = [names[i] for i in used.tolist()]
+    dt = _dtypes()
+    cols = {
+        "size": rows.size,
+        "start": rows.start,
+        "value_idx": vidx,
+        "packets": rows.packets,
+        "sources": rows.sources,
+    }
+    rec: dict[str, Any] = {
+        "kind": rows.kind,
+        "shard": shard,
+        "shards": shards,
+        "watermark": watermark,
+        "values": values,
+    }
+    for name in _COLUMNS:
+        rec[name] = np.asarray(cols[name]).astype(dt[name], copy=False).tobytes()
+    return codec.encode(WINDOW_COUNTS, rec)
+
+
+def decode_window_counts(codec: Codec, data: bytes) -> WindowCounts:
+    """A WindowCounts frame, its columns checked (UndecodableMessage when they do not fit)."""
+    msg = codec.decode(data)
+    if msg.name != WINDOW_COUNTS:
+        raise UndecodableMessage(f"{msg.name} is not WindowCounts")
+    r = msg.record
+    if r["kind"] not in KINDS:
+        raise UndecodableMessage(f"WindowCounts of unknown kind {r['kind']!r}")
+    dt = _dtypes()
+    cols = {}
+    for name in _COLUMNS:
+        raw = r[name]
+        if len(raw) % dt[name].itemsize:
+            raise UndecodableMessage(f"column {name} is not a whole number of {dt[name]} values")
+        cols[name] = np.frombuffer(raw, dtype=dt[name])
+    n = len(cols["start"])
+    if any(len(c) != n for c in cols.values()):
+        raise UndecodableMessage("WindowCounts columns of unequal length")
+    if n and (int(cols["value_idx"].max()) >= len(r["values"]) or int(cols["size"].max()) > HOUR):
+        raise UndecodableMessage("WindowCounts value index or size out of range")
+    shard, shards = int(r["shard"]), int(r["shards"])
+    if not 0 <= shard < shards:
+        raise UndecodableMessage(f"WindowCounts from counts partition {shard} of {shards}")
+    rows = WindowRows(
+        str(r["kind"]),
+        list(r["values"]),
+        cols["size"],
+        cols["start"].astype(np.int64),
+        cols["value_idx"].astype(np.uint32),
+        cols["packets"].astype(np.int64),
+        cols["sources"].astype(np.int64),
+    )
+    return WindowCounts(shard, shards, int(r["watermark"]), rows)
+
+
+_DTYPES: dict[str, np.dtype[Any]] = {}
+
+
+def _dtypes() -> dict[str, np.dtype[Any]]:
+    if not _DTYPES:
+        fields = default_schemas()[WINDOW_COUNTS]["fields"]
+        _DTYPES.update({f["name"]: np.dtype(f["dtype"]) for f in fields if "dtype" in f})
+    return _DTYPES
+
+
+@dataclass
+class _Chunk:
+    """Rows of one counts partition, value ids in the merger's dictionary."""
+
+    size: npt.NDArray[np.uint8]
+    start: I64
+    vid: npt.NDArray[np.uint32]
+    packets: I64
+    sources: I64
+    first: int = 0  # earliest and latest window start (set on creation)
+    last: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.start):
+            self.first, self.last = int(self.start.min()), int(self.start.max())
+
+    @property
+    def end(self) -> I64:
+        return self.start + np.where(self.size == MINUTE, 60, 3600)
+
+    @property
+    def key(self) -> I64:
+        """(start, size) as one sortable integer."""
+        return self.start * 2 + self.size
+
+    def select(self, rows: npt.NDArray[Any]) -> _Chunk:
+        return _Chunk(
+            self.size[rows], self.start[rows], self.vid[rows], self.packets[rows], self.sources[rows]
+        )
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+
+def _empty() -> _Chunk:
+    i = np.zeros(0, np.int64)
+    return _Chunk(np.zeros(0, np.uint8), i, np.zeros(0, np.uint32), i, i)
+
+
+def _concat(chunks: Sequence[_Chunk]) -> _Chunk:
+    if len(chunks) == 1:
+        return chunks[0]
+    return _Chunk(
+        np.concatenate([c.size for c in chunks]),
+        np.concatenate([c.start for c in chunks]),
+        np.concatenate([c.vid for c in chunks]),
+        np.concatenate([c.packets for c in chunks]),
+        np.concatenate([c.sources for c in chunks]),
+    )
+
+
+def _sum(chunk: _Chunk) -> _Chunk:
+    """Rows of the same (size, start, value) added up; sorted by size, start and value."""
+    if not len(chunk):
+        return chunk
+    order = np.lexsort((chunk.vid, chunk.start, chunk.size))
+    c = chunk.select(order)
+    first = np.ones(len(c), dtype=bool)
+    first[1:] = (c.size[1:] != c.size[:-1]) | (c.start[1:] != c.start[:-1]) | (c.vid[1:] != c.vid[:-1])
+    starts = np.flatnonzero(first)
+    return _Chunk(
+        c.size[starts],
+        c.start[starts],
+        c.vid[starts],
+        np.add.reduceat(c.packets, starts),
+        np.add.reduceat(c.sources, starts),
+    )
+
+
+@dataclass
+class MergeResult:
+    """What one WindowCounts message did: alerts to send, windows published and corrected."""
+
+    alerts: list[dict[str, Any]]
+    published: int = 0
+    corrected: int = 0
+    too_late: int = 0
+
+
+class WindowMerger:
+    """One kind's windows from every counts partition, added up and published."""
+
+    def __init__(
+        self,
+        kind: str,
+        shards: int,
+        table: MutableMapping[bytes, bytes],
+        detector: AlertDetector,
+        retention_s: int,
+        partition: int = 0,
+    ) -> None:
+        """Nothing merged yet; ``partition`` is the windows partition the kind lives in."""
+        self.kind = kind
+        self.shards = shards
+        self.table = table
+        self.detector = detector
+        self.retention_s = retention_s
+        self.values: list[str] = []
+        self._ids: dict[str, int] = {}
+        self._names = np.zeros(0, dtype=object)
+        self._filled = 0
+        self.shard_wm: dict[int, int] = {}
+        self._pending: dict[int, list[_Chunk]] = {}
+        self._published: dict[int, list[_Chunk]] = {}
+        self._revision: dict[int, int] = {}  # window key -> revision of a corrected window
+        self.last_end = NEVER  # every window ending at or before this is published
+        self._forgot = NEVER
+        self.final_before = NEVER  # windows before this were published by a previous owner
+        self.point = ReplayPoint(partition)
+        self.bundles = MinuteBundles(table.get)
+        self.published_until = {"1m": NEVER, "1h": NEVER}
+        self.published_windows = 0
+        self.corrections = 0
+        self.too_late = 0
+
+    # -- takeover -----------------------------------------------------------------------------
+
+    def replay(self, final_before: int, messages: Iterable[tuple[int, WindowCounts]]) -> int:
+        """Rebuild from the (offset, message) a previous owner merged since its replay point:
+        windows before ``final_before`` are final, and windows the table holds raise no alert
+        again. Returns the number of messages re-read."""
+        self.final_before = self.point.final_before = final_before
+        self.published_until = published_until(self.table, self.kind)
+        n = 0
+        for offset, msg in messages:
+            self.add(msg, offset)
+            n += 1
+        return n
+
+    # -- merging ------------------------------------------------------------------------------
+
+    def _global_ids(self, values: Sequence[str]) -> npt.NDArray[np.uint32]:
+        ids = np.empty(len(values), dtype=np.uint32)
+        for i, v in enumerate(values):
+            gid = self._ids.get(v)
+            if gid is None:
+                gid = self._ids[v] = len(self.values)
+                self.values.append(v)
+            ids[i] = gid
+        have, want = self._filled, len(self.values)
+        if have < want:  # the names as an object array, grown by doubling
+            if want > len(self._names):
+                grown = np.empty(max(want, 2 * len(self._names)), dtype=object)
+                grown[:have] = self._names[:have]
+                self._names = grown
+            self._names[have:want] = self.values[have:want]
+            self._filled = want
+        return ids
+
+    def add(self, msg: WindowCounts, offset: int) -> MergeResult:
+        """Merge one counts partition's message at ``offset``; publish what every counts
+        partition has passed; returns the alerts to send."""
+        rows = msg.rows
+        ids = self._global_ids(rows.values)
+        chunk = _Chunk(
+            rows.size, rows.start, ids[rows.vid] if len(rows) else rows.vid, rows.packets, rows.sources
+        )
+        if self.final_before > NEVER and len(chunk):
+            chunk = chunk.select(chunk.start >= self.final_before)
+        self.point.record(offset, int(chunk.start.max()) if len(chunk) else None)
+        result = MergeResult([])
+        if len(chunk):
+            late = chunk.end <= self.last_end
+            if late.any():
+                result.corrected, result.too_late = self._correct(msg.shard, chunk.select(late))
+                chunk = chunk.select(~late)
+            if len(chunk):
+                self._put(self._pending, msg.shard, chunk)
+        self.shard_wm[msg.shard] = msg.watermark
+        self._publish(result)
+        return result
+
+    @staticmethod
+    def _put(store: dict[int, list[_Chunk]], shard: int, chunk: _Chunk) -> None:
+        """Add a counts partition's rows, replacing the windows it sent before."""
+        chunks = store.setdefault(shard, [])
+        if any(c.last >= chunk.first for c in chunks):
+            keys = np.unique(chunk.key)
+            chunks[:] = [c.select(~np.isin(c.key, keys)) for c in chunks]
+            chunks[:] = [c for c in chunks if len(c)]
+        chunks.append(chunk)
+
+    def _publish(self, result: MergeResult) -> None:
+        if len(self.shard_wm) < self.shards:
+            return
+        watermark = min(self.shard_wm.values())
+        if watermark <= self.last_end:
+            return
+        ready: list[tuple[int, _Chunk]] = []
+        for shard, chunks in self._pending.items():
+            keep = []
+            for c in chunks:
+                due = c.end <= watermark
+                if due.all():
+                    ready.append((shard, c))
+                elif due.any():
+                    ready.append((shard, c.select(due)))
+                    keep.append(c.select(~due))
+                else:
+                    keep.append(c)
+            chunks[:] = keep
+        if ready:
+            merged = _sum(_concat([c for _, c in ready]))
+            result.alerts += self._emit(merged, first_time=True)
+            result.published += len(np.unique(merged.key))
+            for shard, c in ready:
+                self._published.setdefault(shard, []).append(c)
+            newest = int(merged.end.max())
+        else:
+            newest = self.last_end
+        self.last_end = watermark if watermark < FLUSH else max(self.last_end, newest)
+        # Two hours more than the counts partitions keep: a new owner of one re-closes every
+        # window from its replay point (an hour boundary before its own horizon) again.
+        self._forget(self.last_end - self.retention_s - 7200)
+
+    def _forget(self, horizon: int) -> None:
+        """Published windows ending at or before ``horizon`` can no longer be corrected."""
+        if horizon < self._forgot + 60:
+            return
+        self._forgot = horizon
+        for chunks in self._published.values():
+            keep = []
+            for c in chunks:
+                if c.last + 3600 <= horizon:
+                    continue
+                kept = c.select(c.end > horizon) if c.first < horizon else c
+                if len(kept):
+                    keep.append(kept)
+            chunks[:] = keep
+        self._revision = {k: r for k, r in self._revision.items() if k // 2 >= horizon - 3600}
+        self.bundles.forget(self.kind, horizon)
+        point = self.point.advance(horizon)
+        if point is not None:
+            self.table[replay_key(self.kind)] = point
+
+    def _correct(self, shard: int, chunk: _Chunk) -> tuple[int, int]:
+        """Windows published before, sent again by ``shard``: replace its rows, publish the
+        windows whose sums changed with the next revision. Returns (corrected, too late)."""
+        horizon = self._forgot
+        too_late = chunk.end <= horizon
+        if too_late.any():
+            self.too_late += int(chunk.packets[too_late].sum())
+            chunk = chunk.select(~too_late)
+        if not len(chunk):
+            return 0, int(too_late.sum())
+        keys = np.unique(chunk.key)
+        before = self._sum_of(keys)
+        self._put(self._published, shard, chunk)
+        after = self._sum_of(keys)
+        changed = _changed_keys(before, after)
+        if not len(changed):
+            return 0, int(too_late.sum())
+        for k in changed.tolist():
+            self._revision[k] = self._revision.get(k, 0) + 1
+        self.corrections += len(changed)
+        self._emit(after.select(np.isin(after.key, changed)), first_time=False)
+        return len(changed), int(too_late.sum())
+
+    def _sum_of(self, keys: I64) -> _Chunk:
+        parts = [c.select(np.isin(c.key, keys)) for chunks in self._published.values() for c in chunks]
+        parts = [p for p in parts if len(p)]
+        return _sum(_concat(parts)) if parts else _empty()
+
+    # -- publishing ---------------------------------------------------------------------------
+
+    def _emit(self, merged: _Chunk, first_time: bool) -> list[dict[str, Any]]:
+        """Write merged windows to the table; run the alert rules on the first publication."""
+        revisions = (
+            np.array([self._revision.get(k, 0) for k in merged.key.tolist()], np.int64)
+            if not first_time
+            else None
+        )
+        columns = (merged.size, merged.start, merged.vid, merged.packets, merged.sources)
+        for key, value in self.bundles.writes_rows(self.kind, self._names, columns, revisions):
+            self.table[key] = value
+        self.published_windows += len(np.unique(merged.key))
+        if not first_time:
+            return []
+        alerts: list[dict[str, Any]] = []
+        t = self.detector.t
+        watched = np.zeros(len(merged), dtype=bool)
+        if self.kind in SURGE_KINDS:
+            watched |= merged.size == SIZES.index(t.window)
+        if self.kind == "victim":
+            watched |= (merged.size == MINUTE) & (merged.packets >= t.backscatter_ppm)
+        if not watched.any():
+            return alerts
+        w = merged.select(watched)
+        rows = WindowRows(
+            self.kind, cast(Sequence[str], self._names), w.size, w.start, w.vid, w.packets, w.sources
+        )
+        for window in rows.windows():
+            raised = self.detector.observe(window)
+            if window.start > self.published_until[window.size]:  # else published before a takeover
+                alerts += raised
+        return alerts
+
+    def pending_windows(self) -> int:
+        """Windows waiting for a counts partition (for logs)."""
+        keys = [c.key for chunks in self._pending.values() for c in chunks]
+        return len(np.unique(np.concatenate(keys))) if keys else 0
+
+
+def _changed_keys(before: _Chunk, after: _Chunk) -> I64:
+    """Window keys whose rows differ between two sums."""
+    keys = np.unique(np.concatenate([before.key, after.key]))
+    out = []
+    for k in keys.tolist():
+        b, a = before.key == k, after.key == k
+        same = (
+            b.sum() == a.sum()
+            and np.array_equal(before.vid[b], after.vid[a])
+            and np.array_equal(before.packets[b], after.packets[a])
+            and np.array_equal(before.sources[b], after.sources[a])
+        )
+        if not same:
+            out.append(k)
+    return np.array(out, np.int64)

@@ -1,0 +1,279 @@
+"""The two counting stages through their encoded messages, without Kafka or Faust
+(streams.local): partials routed by address over the counts partitions, windows counted per
+partition and added up by the merge stage; takeovers at any point end with the same table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from darkscope.errors import UndecodableMessage
+from darkscope.settings import WorkerSettings
+from schemas.codec import Codec
+from streams.app import detector_of
+from streams.local import LocalCounting
+from streams.merge import WindowCounts, WindowMerger, decode_window_counts, encode_window_counts
+from streams.partials import PartialFrame, aggregate, decode_frame, encode_frame
+from streams.windows import MINUTE, WindowRows
+
+H = 1_648_771_200  # 2022-04-01 00:00 UTC
+SOURCES = 2  # packets partitions
+SETTINGS = WorkerSettings(retention=3 * 3600, lateness=60, alert_min_history=2, alert_min_packets=20)
+VALUES = ["23/tcp", "80/tcp", "445/tcp", "22/tcp"]
+
+Batch = tuple[int, int, np.ndarray, np.ndarray, np.ndarray, int]
+
+
+def _batches(n: int = 120, hours: int = 12, seed: int = 5) -> list[Batch]:
+    """``n`` batches from two packets partitions in time order: (partition, offset, ts ns,
+    port codes, source addresses, watermark ns); 445/tcp surges in hour 8."""
+    rng = np.random.default_rng(seed)
+    span = hours * 3600 // n
+    out: list[Batch] = []
+    wm = [0, 0]
+    for i in range(n):
+        size = 300
+        ts = np.sort(rng.integers(i * span, (i + 1) * span, size)) + H
+        codes = rng.choice(4, size, p=[0.5, 0.3, 0.05, 0.15])
+        if 8 * 3600 <= i * span < 9 * 3600:
+            codes[: size // 2] = 2
+        addrs = rng.integers(0, 2000, size).astype(np.uint64) + np.uint64(0x0A000000)
+        p = i % SOURCES
+        wm[p] = max(wm[p], int(ts.max()) * 10**9)
+        out.append((p, i // SOURCES, ts.astype(np.int64) * 10**9, codes.astype(np.int64), addrs, wm[p]))
+    return out
+
+
+def _frames(b: Batch, shards: int) -> list[PartialFrame]:
+    p, offset, ts, codes, addrs, wm = b
+    port = aggregate("port", ts, codes, VALUES, addrs, shards)
+    sensor = aggregate("sensor", ts, np.zeros(len(ts), np.int64), ["s1"], addrs, shards)
+    return [PartialFrame((port[s], sensor[s]), p, wm, offset, s, shards) for s in range(shards)]
+
+
+def _counting(shards: int) -> LocalCounting:
+    return LocalCounting(SETTINGS, shards, SOURCES, detector_of(SETTINGS))
+
+
+def _finish(lc: LocalCounting) -> LocalCounting:
+    for p in range(SOURCES):
+        lc.idle(p)
+    lc.run()
+    return lc
+
+
+def _run(shards: int, batches: list[Batch]) -> LocalCounting:
+    lc = _counting(shards)
+    for b in batches:
+        lc.publish(_frames(b, shards))
+        lc.run()
+    return _finish(lc)
+
+
+def _windows(table: dict[bytes, bytes]) -> dict[tuple[str, str, int], dict[str, tuple[int, int]]]:
+    out = {}
+    for key, value in table.items():
+        parts = key.decode().split("|")
+        if len(parts) != 3:
+            continue  # replay points
+        w = orjson.loads(value)
+        for one in w["minutes"] if parts[1] == "1m" else [w]:
+            out[(parts[0], parts[1], int(one["start"]))] = {
+                v: (p, s) for v, p, s in zip(one["values"], one["packets"], one["sources"], strict=True)
+            }
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference() -> tuple[dict[Any, Any], list[str]]:
+    """One owner of everything, four counts partitions."""
+    lc = _run(4, _batches())
+    return _windows(lc.table), [a["alert_id"] for a in lc.alerts]
+
+
+def test_every_packet_is_counted_once_and_the_surge_alerts(
+    reference: tuple[dict[Any, Any], list[str]],
+) -> None:
+    wins, ids = reference
+    for size in ("1m", "1h"):
+        assert (
+            sum(p for (k, s, _), c in wins.items() if k == "sensor" and s == size for p, _ in c.values())
+            == 120 * 300
+        )
+    assert len([k for k in wins if k[0] == "port" and k[1] == "1h"]) == 12
+    assert any("445/tcp" in i for i in ids), ids
+
+
+def test_minute_windows_do_not_depend_on_the_partition_count(
+    reference: tuple[dict[Any, Any], list[str]],
+) -> None:
+    one = _windows(_run(1, _batches()).table)
+    wins, _ = reference
+    assert set(one) == set(wins)
+    for key, counts in one.items():
+        if key[1] == "1m":
+            assert counts == wins[key], key  # exact packets and unique sources
+        else:
+            assert {v: p for v, (p, _) in counts.items()} == {v: p for v, (p, _) in wins[key].items()}
+            for v, (_, s) in counts.items():  # sums of HyperLogLog estimates of disjoint sets
+                assert abs(wins[key][v][1] - s) <= max(3, 0.05 * s), (key, v)
+
+
+@pytest.mark.parametrize("shards", [8, 16])
+def test_every_counts_partition_carries_a_similar_share_with_one_sensor(shards: int) -> None:
+    """One sensor and one dominant port: keyed by value they would all land on one partition."""
+    rng = np.random.default_rng(1)
+    n = 200_000
+    ts = (H + np.sort(rng.integers(0, 3600, n))).astype(np.int64) * 10**9
+    addrs = rng.integers(0, 2**32, 40_000, dtype=np.uint64)[rng.zipf(1.3, n) % 40_000]
+    codes = np.where(rng.random(n) < 0.6, 0, rng.integers(0, 4, n)).astype(np.int64)
+    per = [p.total_packets for p in aggregate("sensor", ts, np.zeros(n, np.int64), ["only"], addrs, shards)]
+    rows = [len(p.pair_addr) for p in aggregate("port", ts, codes, VALUES, addrs, shards)]
+    assert sum(per) == n
+    assert min(rows) > 0 and max(rows) / np.mean(rows) <= 1.5, rows
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(1, 9), st.integers(1, 3000))
+@settings(max_examples=40, deadline=None)
+def test_the_partitions_partials_add_up_to_the_whole(seed: int, shards: int, n: int) -> None:
+    rng = np.random.default_rng(seed)
+    ts = (H + rng.integers(0, 7200, n)).astype(np.int64) * 10**9
+    codes = rng.integers(0, 4, n).astype(np.int64)
+    addrs = rng.integers(0, 500, n).astype(np.uint64) | np.uint64(rng.integers(0, 2) << 63)
+    (whole,) = aggregate("port", ts, codes, VALUES, addrs)
+    parts = aggregate("port", ts, codes, VALUES, addrs, shards)
+
+    def rows(ps: list[Any]) -> tuple[dict[tuple[int, str], int], set[tuple[int, str, int]]]:
+        packets: dict[tuple[int, str], int] = {}
+        triples = set()
+        for p in ps:
+            for m, v, c in zip(p.minute.tolist(), p.value_idx.tolist(), p.packets.tolist(), strict=True):
+                packets[(m, p.values[v])] = packets.get((m, p.values[v]), 0) + c
+            for m, v, a in zip(
+                p.pair_minute.tolist(), p.pair_value_idx.tolist(), p.pair_addr.tolist(), strict=True
+            ):
+                assert (m, p.values[v], a) not in triples  # an address lives in one partition
+                triples.add((m, p.values[v], a))
+        return packets, triples
+
+    assert rows(parts) == rows([whole])
+
+
+@pytest.mark.parametrize("cut", [1, 30, 61, 97, 119])
+@pytest.mark.parametrize("moved", ["counts", "windows", "both"])
+def test_a_new_owner_from_the_replay_points_ends_with_the_same_table(
+    reference: tuple[dict[Any, Any], list[str]], cut: int, moved: str
+) -> None:
+    batches = _batches()
+    lc = _counting(4)
+    for b in batches[:cut]:
+        lc.publish(_frames(b, 4))
+        lc.run()
+    # The partitions move: the new owners have the table (restored from its changelog) and
+    # the topics, and nothing of the old owners' memory.
+    before = len(lc.takeovers)
+    if moved in ("counts", "both"):
+        for shard in range(4):
+            lc.move_counts(shard)
+    if moved in ("windows", "both"):
+        for kind in ("port", "sensor"):
+            lc.move_kind(kind)
+    # The packets partitions moved too, before their last three batches were committed: their
+    # new owner enriches them again, and their partials come a second time.
+    for b in batches[max(cut - 3, 0) :]:
+        lc.publish(_frames(b, 4))
+        lc.run()
+    _finish(lc)
+    wins, ref_ids = reference
+    assert _windows(lc.table) == wins
+    ids = [a["alert_id"] for a in lc.alerts]
+    assert len(ids) == len(set(ids)), "an alert was raised twice"
+    assert set(ids) <= set(ref_ids)
+    assert sum(c.repeats for c in lc.counters.values()) == 4 * min(cut, 3)  # once per counts partition
+    if cut > 60:  # windows became final: a part is re-read, not everything
+        took = lc.takeovers[before:]
+        assert took and all(0 < n < (cut if what == "counts" else 4 * cut) for what, n in took), took
+
+
+def test_a_late_packet_corrects_its_published_window_with_the_next_revision() -> None:
+    lc = _counting(2)
+    ts0 = np.array([H + 10, H + 20], np.int64) * 10**9
+    addrs = np.array([1, 2], np.uint64)
+    codes = np.zeros(2, np.int64)
+    lc.publish(_frames((0, 0, ts0, codes, addrs, int(ts0.max())), 2))
+    later = np.array([H + 600], np.int64) * 10**9
+    lc.publish(_frames((1, 0, later, codes[:1], addrs[:1], int(later.max())), 2))
+    lc.idle(0)  # partition 0 falls silent: partition 1 alone moves the watermark on
+    lc.run()
+    first = _windows(lc.table)[("port", "1m", H)]
+    assert first == {"23/tcp": (2, 2)}
+    # Partition 0 speaks again with a packet of the closed minute, from a new source.
+    late = np.array([H + 30], np.int64) * 10**9
+    lc.publish(_frames((0, 1, late, codes[:1], np.array([3], np.uint64), int(ts0.max())), 2))
+    lc.idle(0)  # and falls silent again: the reopened minute closes again
+    lc.run()
+    minute = next(m for m in orjson.loads(lc.table[b"port|1m|%d" % H])["minutes"] if m["start"] == H)
+    assert (minute["packets"], minute["sources"], minute["revision"]) == ([3], [3], 1)
+    assert sum(m.corrections for m in lc.mergers.values()) >= 1
+
+
+def test_a_window_waits_for_every_counts_partition() -> None:
+    table: dict[bytes, bytes] = {}
+    merger = WindowMerger("port", 2, table, detector_of(SETTINGS), 3600)
+    i = np.zeros(1, np.int64)
+
+    def msg(shard: int, watermark: int, packets: int) -> WindowCounts:
+        rows = WindowRows(
+            "port",
+            ["23/tcp"],
+            np.zeros(1, np.uint8) + MINUTE,
+            i + H,
+            np.zeros(1, np.uint32),
+            i + packets,
+            i + 1,
+        )
+        return WindowCounts(shard, 2, watermark, rows)
+
+    merger.add(msg(0, H + 120, 5), 0)
+    assert not table  # counts partition 1 has not passed the minute yet
+    merger.add(msg(1, H + 60, 7), 1)
+    assert orjson.loads(table[b"port|1m|%d" % H])["minutes"][0]["packets"] == [12]
+    merger.add(msg(1, H + 60, 7), 2)  # sent again (a takeover): replaces, adds nothing
+    assert orjson.loads(table[b"port|1m|%d" % H])["minutes"][0]["packets"] == [12]
+
+
+def test_undecodable_partials_and_windows_are_refused() -> None:
+    codec = Codec()
+    (p,) = aggregate("port", np.array([H * 10**9]), np.zeros(1, np.int64), VALUES[:1], np.ones(1, np.uint64))
+    good = encode_frame(codec, PartialFrame((p,), 0, H * 10**9, 0, 0, 1))
+    assert decode_frame(codec, good).partials[0].total_packets == 1
+    with pytest.raises(UndecodableMessage):
+        decode_frame(codec, good[:-3])
+    with pytest.raises(UndecodableMessage):
+        decode_frame(codec, encode_frame(codec, PartialFrame((p,), 0, 0, 0, 3, 2)))  # partition 3 of 2
+    bad = codec.decode(good).record
+    bad["kinds"][0]["packets"] = b"\x01\x00"  # not a whole number of <u4
+    with pytest.raises(UndecodableMessage):
+        decode_frame(codec, codec.encode("darkscope.PartialCounts", bad))
+    rows = WindowRows(
+        "port",
+        ["x"],
+        np.zeros(1, np.uint8),
+        np.zeros(1, np.int64) + H,
+        np.zeros(1, np.uint32),
+        np.ones(1, np.int64),
+        np.ones(1, np.int64),
+    )
+    frame = encode_window_counts(codec, 0, 1, H + 60, rows)
+    assert decode_window_counts(codec, frame).rows.packets.tolist() == [1]
+    rec = codec.decode(frame).record
+    rec["value_idx"] = (5).to_bytes(4, "little")
+    with pytest.raises(UndecodableMessage):
+        decode_window_counts(codec, codec.encode("darkscope.WindowCounts", rec))
+    with pytest.raises(UndecodableMessage):
+        decode_window_counts(codec, good)  # a PartialCounts is not WindowCounts

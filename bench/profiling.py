@@ -22,7 +22,17 @@ def py_spy(pid: int, out: str | None, *options: str) -> Iterator[None]:
         return
     exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     spy = subprocess.Popen(
-        [exe, "record", "--pid", str(pid), "-f", "speedscope", "-o", out, *options],
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            "-f",
+            "raw" if out.endswith(".txt") else "speedscope",
+            "-o",
+            out,
+            *options,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -33,7 +33,7 @@ from streams.app import detector_of
 from streams.enrich import Enricher
 from streams.fingerprints import SourceVerdicts
 from streams.geo import GeoResolver
-from streams.merge import WindowMerger, decode_window_counts, encode_window_counts
+from streams.merge import WindowMerger, decode_window_counts, window_counts_frames
 from streams.partials import decode_frame, encode_frame
 from streams.services import ServiceRegistry
 from streams.shard import ShardCounter
@@ -105,7 +105,9 @@ def main() -> None:
                 t = timed("count windows", t)
                 if result.watermark is not None:
                     for rows in result.closed:
-                        windows.append(encode_window_counts(codec, shard, parts, result.watermark, rows))
+                        windows += window_counts_frames(
+                            codec, shard, parts, result.watermark, result.previous, rows
+                        )
                 t = timed("encode windows", t)
             for message in windows:
                 wc = decode_window_counts(codec, message)

@@ -33,7 +33,7 @@ from darkscope.settings import KafkaSettings, TopicNames, WorkerSettings
 from schemas.codec import Codec, dead_letter
 from streams.alerts import AlertDetector, AlertThresholds
 from streams.enrich import Enricher
-from streams.merge import WindowMerger, decode_window_counts, encode_window_counts
+from streams.merge import WindowMerger, decode_window_counts, window_counts_frames
 from streams.partials import decode_frame, encode_frame, idle_marker
 from streams.progress import PacketsProgress
 from streams.shard import ShardCounter, shard_replay_key
@@ -43,6 +43,7 @@ from streams.windowstore import window_key
 __all__ = ["WorkerState", "create_app", "detector_of", "window_key"]
 
 IDLE_REFRESH_S = 30.0  # an idle packets partition is reported again this often
+CLOSE_EVERY_S = 1.0  # a counts partition closes windows at most this often (and when idle)
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
         shard = state.shards.get(partition)
         if shard is not None:
             return shard
-        shard = ShardCounter(partition, parts, settings.retention, settings.lateness)
+        shard = ShardCounter(partition, parts, settings.retention, settings.lateness, CLOSE_EVERY_S)
         final_before, start = decode_replay_point(table.get(shard_replay_key(partition)), partition)
         frames = []
         if start < msg.offset:
@@ -273,8 +274,10 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
                 table[shard_replay_key(msg.partition)] = result.replay_point
             if result.watermark is not None:
                 for rows in result.closed:
-                    value = encode_window_counts(state.codec, msg.partition, parts, result.watermark, rows)
-                    await windows_topic.send(key=rows.kind.encode(), value=value)
+                    for value in window_counts_frames(
+                        state.codec, msg.partition, parts, result.watermark, result.previous, rows
+                    ):
+                        await windows_topic.send(key=rows.kind.encode(), value=value)
 
     async def merger_of(kind: str, msg: Any) -> WindowMerger:
         """The kind's merger; on its first message here, rebuilt from the replay point."""

@@ -16,7 +16,7 @@ from typing import Any
 from darkscope.settings import WorkerSettings
 from schemas.codec import Codec
 from streams.alerts import AlertDetector
-from streams.merge import WindowMerger, decode_window_counts, encode_window_counts
+from streams.merge import MAX_ROWS, WindowMerger, decode_window_counts, window_counts_frames
 from streams.partials import PartialFrame, decode_frame, encode_frame, idle_marker
 from streams.shard import ShardCounter, shard_replay_key
 from streams.takeover import decode_replay_point, replay_key
@@ -40,6 +40,8 @@ class LocalCounting:
     mergers: dict[str, WindowMerger] = field(default_factory=dict)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     takeovers: list[tuple[str, int]] = field(default_factory=list)  # ("counts"|kind, messages re-read)
+    max_rows: int = MAX_ROWS  # rows per WindowCounts message
+    keep_log: bool = True  # False: processed messages are dropped (no takeover can re-read them)
 
     def __post_init__(self) -> None:
         self.counts_log = [[] for _ in range(self.shards)]
@@ -88,9 +90,13 @@ class LocalCounting:
             self.table[shard_replay_key(shard)] = result.replay_point
         if result.watermark is not None:
             for rows in result.closed:
-                value = encode_window_counts(self.codec, shard, self.shards, result.watermark, rows)
-                self.windows_log[self.windows_partition(rows.kind)].append((rows.kind.encode(), value))
+                for value in window_counts_frames(
+                    self.codec, shard, self.shards, result.watermark, result.previous, rows, self.max_rows
+                ):
+                    self.windows_log[self.windows_partition(rows.kind)].append((rows.kind.encode(), value))
         self._counts_at[shard] = at + 1
+        if not self.keep_log:
+            self.counts_log[shard][at] = b""
         return True
 
     def step_windows(self, partition: int) -> bool:
@@ -115,6 +121,8 @@ class LocalCounting:
             self.mergers[kind] = merger
         self.alerts += merger.add(decode_window_counts(self.codec, value), at).alerts
         self._windows_at[partition] = at + 1
+        if not self.keep_log:
+            self.windows_log[partition][at] = (key, b"")
         return True
 
     def run(self) -> None:

@@ -22,6 +22,7 @@ re-reads the kind's messages; windows the table already holds raise no alert aga
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -40,11 +41,20 @@ from streams.watermark import FLUSH
 from streams.windows import HOUR, MINUTE, SIZES, WindowRows
 from streams.windowstore import MinuteBundles
 
-__all__ = ["WINDOW_COUNTS", "WindowCounts", "WindowMerger", "decode_window_counts", "encode_window_counts"]
+__all__ = [
+    "MAX_ROWS",
+    "WINDOW_COUNTS",
+    "WindowCounts",
+    "WindowMerger",
+    "decode_window_counts",
+    "encode_window_counts",
+    "window_counts_frames",
+]
 
 logger = logging.getLogger(__name__)
 
 WINDOW_COUNTS = "darkscope.WindowCounts"
+MAX_ROWS = 100_000  # rows per WindowCounts message (~3 MB with its dictionary)
 _COLUMNS = ("size", "start", "value_idx", "packets", "sources")
 
 I64 = npt.NDArray[np.int64]
@@ -61,8 +71,13 @@ class WindowCounts(NamedTuple):
 
 def encode_window_counts(codec: Codec, shard: int, shards: int, watermark: int, rows: WindowRows) -> bytes:
     """The WindowCounts frame; the dictionary holds only the values the rows use."""
-    used, vidx = np.unique(rows.vid, return_inverse=True)
     names = rows.values
+    if len(rows) * 8 < len(names):
+        used, vidx = np.unique(rows.vid, return_inverse=True)
+    else:  # dense: a count per value id beats a sort
+        seen = np.bincount(rows.vid, minlength=len(names)) > 0
+        used = np.flatnonzero(seen)
+        vidx = (np.cumsum(seen) - 1)[rows.vid]
     values = [names[i] for i in used.tolist()]
     dt = _dtypes()
     cols = {
@@ -82,6 +97,42 @@ def encode_window_counts(codec: Codec, shard: int, shards: int, watermark: int, 
     for name in _COLUMNS:
         rec[name] = np.asarray(cols[name]).astype(dt[name], copy=False).tobytes()
     return codec.encode(WINDOW_COUNTS, rec)
+
+
+def window_counts_frames(
+    codec: Codec,
+    shard: int,
+    shards: int,
+    watermark: int,
+    previous: int,
+    rows: WindowRows,
+    max_rows: int = MAX_ROWS,
+) -> list[bytes]:
+    """The WindowCounts frames of one close, at most ``max_rows`` rows each (a replay can close
+    days of windows at once). All but the last carry the ``previous`` watermark, so that the
+    merge stage publishes nothing of the close before it has every piece."""
+    if len(rows) <= max_rows:
+        return [encode_window_counts(codec, shard, shards, watermark, rows)]
+    # Cut between windows only: a window's rows sent again replace those sent before.
+    first = np.ones(len(rows), dtype=bool)
+    first[1:] = (rows.size[1:] != rows.size[:-1]) | (rows.start[1:] != rows.start[:-1])
+    starts = np.flatnonzero(first)
+    cuts = [0]
+    while len(rows) - cuts[-1] > max_rows:
+        nxt = int(starts[np.searchsorted(starts, cuts[-1] + max_rows, side="right") - 1])
+        if nxt <= cuts[-1]:  # one window larger than max_rows goes whole
+            i = np.searchsorted(starts, cuts[-1], side="right")
+            nxt = int(starts[i]) if i < len(starts) else len(rows)
+        if nxt >= len(rows):
+            break
+        cuts.append(nxt)
+    bounds = [*cuts, len(rows)]
+    return [
+        encode_window_counts(
+            codec, shard, shards, watermark if b == len(rows) else previous, rows.select(slice(a, b))
+        )
+        for a, b in itertools.pairwise(bounds)
+    ]
 
 
 def decode_window_counts(codec: Codec, data: bytes) -> WindowCounts:
@@ -333,7 +384,7 @@ class WindowMerger:
         if ready:
             merged = _sum(_concat([c for _, c in ready]))
             result.alerts += self._emit(merged, first_time=True)
-            result.published += len(np.unique(merged.key))
+            result.published += _count_windows(merged)
             for shard, c in ready:
                 self._published.setdefault(shard, []).append(c)
             newest = int(merged.end.max())
@@ -404,7 +455,7 @@ class WindowMerger:
         columns = (merged.size, merged.start, merged.vid, merged.packets, merged.sources)
         for key, value in self.bundles.writes_rows(self.kind, self._names, columns, revisions):
             self.table[key] = value
-        self.published_windows += len(np.unique(merged.key))
+        self.published_windows += _count_windows(merged)
         if not first_time:
             return []
         alerts: list[dict[str, Any]] = []
@@ -430,6 +481,15 @@ class WindowMerger:
         """Windows waiting for a counts partition (for logs)."""
         keys = [c.key for chunks in self._pending.values() for c in chunks]
         return len(np.unique(np.concatenate(keys))) if keys else 0
+
+
+def _count_windows(merged: _Chunk) -> int:
+    """Windows in rows sorted by size and start."""
+    if not len(merged):
+        return 0
+    return 1 + int(
+        np.count_nonzero((merged.size[1:] != merged.size[:-1]) | (merged.start[1:] != merged.start[:-1]))
+    )
 
 
 def _changed_keys(before: _Chunk, after: _Chunk) -> I64:

@@ -39,6 +39,7 @@ class ShardResult:
 
     closed: list[WindowRows] = field(default_factory=list)
     watermark: int | None = None
+    previous: int = NEVER  # the watermark reported before this one
     replay_point: bytes | None = None
     repeat: bool = False
     late: int = 0
@@ -145,5 +146,6 @@ class ShardCounter:
             watermark -= watermark % 60
         if any(len(c) for c in closed) or watermark != self.reported or frame.watermark == IDLE:
             result.closed = closed
+            result.previous = self.reported if self.reported is not None else NEVER
             result.watermark = self.reported = watermark
         return result

@@ -180,63 +180,141 @@ class _Rows:
 _ROW_FIELDS = ("minute", "vid", "packets", "pair_minute", "pair_vid", "pair_addr")
 
 
-@dataclass
-class _Hour:
-    """Packets per value, and one HyperLogLog per value kept sparse: (value, register) -> rank.
+_VID_BITS = 26  # value ids below 2^26 (67M values); hours since the epoch below 2^20 (year 2089)
 
-    The registers that are set are held as sorted keys ``value << HLL_P | register`` with
-    their ranks, compacted (max rank per key) as chunks accumulate; an hour's value usually
-    saw few sources, so this is far smaller and faster than 4 KiB of registers per value,
-    and never larger than the dense form.
+
+class _Hours:
+    """Every hour window of a kind in columns: packets as (hour, value, packets) rows and one
+    HyperLogLog per (hour, value) kept sparse, as keys ``hour << 38 | value << 12 | register``
+    with their ranks. Rows are appended as minutes close and reduced in one pass when hours
+    close (a replay closes hundreds of hours at once: no Python loop per hour). Closed hours
+    stay, reduced, until the retention forgets them, so that a late minute can reopen its hour.
     """
 
-    packets: I64 = field(default_factory=lambda: np.zeros(0, np.int64))  # by value id
-    keys: list[I64] = field(default_factory=list)
-    ranks: list[npt.NDArray[np.uint8]] = field(default_factory=list)
-    pending: int = 0
+    def __init__(self) -> None:
+        """No hours."""
+        self._pk: list[tuple[I64, U32, I64]] = []  # open: (hour start, value id, packets)
+        self._sk: list[tuple[I64, npt.NDArray[np.uint8]]] = []  # open: (key, rank)
+        self.open: set[int] = set()
+        self._done: list[tuple[int, tuple[I64, U32, I64], tuple[I64, npt.NDArray[np.uint8]]]] = []
+        self._pending = 0
 
-    def add_packets(self, vids: U32, packets: I64, nvalues: int) -> None:
-        """Add (or, with negative counts, take back) packets per value."""
-        if len(self.packets) < nvalues:
-            self.packets = np.concatenate([self.packets, np.zeros(nvalues - len(self.packets), np.int64)])
-        np.add.at(self.packets, vids, packets)
+    @staticmethod
+    def _keys(hours: I64, vids: U32, reg: npt.NDArray[np.int64]) -> I64:
+        return ((hours // 3600) << (_VID_BITS + HLL_P)) | (vids.astype(np.int64) << HLL_P) | reg
 
-    def add_sources(self, values: U32, addrs: U64) -> None:
-        """Fold (value, address) pairs into the per-value HyperLogLogs."""
-        if not len(values):
+    def add(self, hours: I64, vids: U32, packets: I64, pair_hours: I64, pair_vids: U32, addrs: U64) -> None:
+        """Add (or, with negative counts, take back) packets per (hour, value), and fold
+        (hour, value, address) triples into the sketches."""
+        if len(hours):
+            self._pk.append((hours, vids, packets))
+            self.open.update(_distinct(hours))
+        if len(addrs):
+            reg, rank = hll_positions(addrs)
+            self._sk.append((self._keys(pair_hours, pair_vids, reg), rank))
+            self._pending += len(addrs)
+            if self._pending > 1 << 21:
+                self._sk = [_max_rank(*_cat2(self._sk))]
+                self._pending = 0
+
+    def reopen(self, hour: int) -> None:
+        """Bring a closed hour back (its reduced rows join the open ones)."""
+        if hour in self.open:
             return
-        idx, rank = hll_positions(addrs)
-        self.keys.append((values.astype(np.int64) << HLL_P) | idx)
-        self.ranks.append(rank)
-        self.pending += len(idx)
-        if self.pending > 1 << 20:
-            self._compact()
+        for i, (newest, pk, sk) in enumerate(self._done):
+            if newest < hour:
+                continue
+            rows = pk[0] == hour
+            srows = (sk[0] >> (_VID_BITS + HLL_P)) * 3600 == hour
+            if rows.any() or srows.any():
+                self._pk.append((pk[0][rows], pk[1][rows], pk[2][rows]))
+                self._sk.append((sk[0][srows], sk[1][srows]))
+                self._done[i] = (
+                    newest,
+                    (pk[0][~rows], pk[1][~rows], pk[2][~rows]),
+                    (sk[0][~srows], sk[1][~srows]),
+                )
+        self.open.add(hour)
 
-    def _compact(self) -> tuple[I64, npt.NDArray[np.uint8]]:
-        keys = np.concatenate(self.keys) if self.keys else np.zeros(0, np.int64)
-        ranks = np.concatenate(self.ranks) if self.ranks else np.zeros(0, np.uint8)
-        if self.pending:
-            both = np.sort((keys << 7) | ranks)  # ranks < 128: the highest of a key sorts last
-            keys = both >> 7
-            last = np.ones(len(keys), dtype=bool)
-            last[:-1] = keys[1:] != keys[:-1]
-            keys, ranks = keys[last], (both[last] & 127).astype(np.uint8)
-            self.keys, self.ranks = [keys], [ranks]
-        self.pending = 0
-        return keys, ranks
-
-    def counts(self) -> tuple[npt.NDArray[np.intp], I64, I64]:
-        """Value ids with packets, their packets and estimated distinct addresses."""
-        keys, ranks = self._compact()
-        vids = np.flatnonzero(self.packets > 0)
-        n = len(self.packets)
+    def close(self, watermark_s: int) -> tuple[I64, U32, I64, I64]:
+        """Hours ending by the watermark: (hour start, value id, packets, estimated sources)."""
+        due = [h for h in self.open if h + 3600 <= watermark_s]
+        empty = np.zeros(0, np.int64)
+        if not due:
+            return empty, np.zeros(0, np.uint32), empty, empty
+        self.open.difference_update(due)
+        limit = max(due) + 3600
+        hours, vids, packets = _cat3(self._pk)
+        take = hours + 3600 <= watermark_s
+        if not self.open:
+            take[:] = True
+        rest = ~take
+        self._pk = [(hours[rest], vids[rest], packets[rest])] if rest.any() else []
+        keys, ranks = _cat2(self._sk)
+        stake = (keys >> (_VID_BITS + HLL_P)) * 3600 + 3600 <= min(watermark_s, limit)
+        self._sk = [(keys[~stake], ranks[~stake])] if (~stake).any() else []
+        hours, vids, packets = hours[take], vids[take], packets[take]
+        keys, ranks = _max_rank(keys[stake], ranks[stake])
+        # Packets per (hour, value).
+        group = ((hours // 3600) << _VID_BITS) | vids.astype(np.int64)
+        order = np.argsort(group, kind="stable")
+        g, n = group[order], packets[order]
+        starts = np.flatnonzero(_first_of_runs(g)) if len(g) else np.zeros(0, np.intp)
+        g, n = g[starts], np.add.reduceat(n, starts) if len(n) else n
+        # Sketch estimates per (hour, value): zero registers and the sum of 2^-rank.
         owner = keys >> HLL_P
+        ostarts = np.flatnonzero(_first_of_runs(owner)) if len(owner) else np.zeros(0, np.intp)
+        set_regs = np.diff(np.append(ostarts, len(owner)))
+        weights = np.add.reduceat(INV_POW2[ranks], ostarts) if len(ostarts) else np.zeros(0)
         m = 1 << HLL_P
-        nonzero = np.bincount(owner, minlength=n)[:n]
-        zeros = m - nonzero
-        weights = np.bincount(owner, weights=INV_POW2[ranks], minlength=n)[:n].astype(np.float64)
-        total = zeros + weights
-        return vids, self.packets[vids], estimate(m, zeros, total)[vids]
+        est = estimate(m, m - set_regs, (m - set_regs) + weights)
+        sources = np.zeros(len(g), np.int64)
+        pos = np.searchsorted(g, owner[ostarts])
+        hit = pos < len(g)
+        hit[hit] = g[pos[hit]] == owner[ostarts][hit]
+        sources[pos[hit]] = est[hit]
+        out_h, out_v = (g >> _VID_BITS) * 3600, (g & ((1 << _VID_BITS) - 1)).astype(np.uint32)
+        # Keep the closed hours, reduced, for a late minute that reopens one.
+        if len(out_h):
+            self._done.append((int(out_h.max()), (out_h, out_v, n), (keys, ranks)))
+        keep = n > 0  # a value whose packets were all taken back by a reopened minute
+        return out_h[keep], out_v[keep], n[keep], sources[keep]
+
+    def forget(self, horizon: int) -> None:
+        """Closed hours that end by ``horizon`` can no longer be reopened."""
+        self._done = [d for d in self._done if d[0] + 3600 > horizon]
+
+
+def _cat2(chunks: list[tuple[I64, npt.NDArray[np.uint8]]]) -> tuple[I64, npt.NDArray[np.uint8]]:
+    if not chunks:
+        return np.zeros(0, np.int64), np.zeros(0, np.uint8)
+    if len(chunks) == 1:
+        return chunks[0]
+    return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
+
+
+def _cat3(chunks: list[tuple[I64, U32, I64]]) -> tuple[I64, U32, I64]:
+    if not chunks:
+        i = np.zeros(0, np.int64)
+        return i, np.zeros(0, np.uint32), i
+    if len(chunks) == 1:
+        return chunks[0]
+    return tuple(np.concatenate([c[k] for c in chunks]) for k in range(3))  # type: ignore[return-value]
+
+
+def _max_rank(keys: I64, ranks: npt.NDArray[np.uint8]) -> tuple[I64, npt.NDArray[np.uint8]]:
+    """One entry per key with its highest rank, sorted by key."""
+    if not len(keys):
+        return keys, ranks
+    order = np.argsort(keys)
+    keys, ranks = keys[order], ranks[order]
+    starts = np.flatnonzero(_first_of_runs(keys))
+    return keys[starts], np.maximum.reduceat(ranks, starts)
+
+
+def _distinct(values: I64) -> list[int]:
+    """The distinct values of an array whose equal values are adjacent (sorted or grouped)."""
+    return list(values[_first_of_runs(values)].tolist()) if len(values) else []
 
 
 def _first_of_runs(*sorted_keys: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
@@ -280,8 +358,7 @@ class KindWindows:
         # Closed minutes, reduced (packets per minute and value; distinct pairs), kept for
         # reopening; chunks are forgotten whole once their newest minute leaves the retention.
         self._done: list[tuple[int, _Rows]] = []
-        self._hours: dict[int, _Hour] = {}
-        self._done_hours: dict[int, _Hour] = {}
+        self._hours = _Hours()
         self.reopened = 0
         self.closed_before = -(2**62)  # every minute starting before this is closed
         self.late_packets = 0
@@ -331,7 +408,7 @@ class KindWindows:
         if not len(rows.minute):
             return
         self._open.append((int(rows.minute.min()), rows))
-        self._open_minutes.update(np.unique(rows.minute).tolist())
+        self._open_minutes.update(_distinct(rows.minute))
         self.packets_added += int(rows.packets.sum())
         self.max_minute = max(self.max_minute, int(rows.minute.max()))
 
@@ -347,13 +424,15 @@ class KindWindows:
             if rows.any():
                 found.append(chunk.select(rows, pairs))
                 self._done[i] = (newest, chunk.select(~rows, ~pairs))
-        hour_start = minute - minute % 3600
-        hour = self._hours.get(hour_start) or self._done_hours.pop(hour_start, None) or _Hour()
-        self._hours[hour_start] = hour
+        self._hours.reopen(minute - minute % 3600)
         # The minute is closed again later and adds its packets to the hour anew; the HLL
         # registers need no correction (adding the same addresses again changes nothing).
+        empty = np.zeros(0, np.int64)
         for rows in found:
-            hour.add_packets(rows.vid, -rows.packets, len(self.values))
+            hours = rows.minute - rows.minute % 3600
+            self._hours.add(
+                hours, rows.vid, -rows.packets, empty, np.zeros(0, np.uint32), np.zeros(0, np.uint64)
+            )
             self._open.append((minute, rows))
         self._open_minutes.add(minute)
         self.reopened += 1
@@ -378,8 +457,9 @@ class KindWindows:
         # data late: later rows are late only if they fall in a minute that was closed.
         boundary = watermark_s - watermark_s % 60
         self.closed_before = max(self.closed_before, min(boundary, self.max_minute + 60))
-        for hour in sorted(h for h in self._hours if h + 3600 <= watermark_s):
-            parts.append((HOUR, *self._close_hour(hour)))
+        hours = self._hours.close(watermark_s)
+        if len(hours[0]):
+            parts.append((HOUR, *hours))
         self._forget(min(watermark_s, self.max_minute + 60) - self.retention_s)
         if not parts:
             return WindowRows.empty(self.kind, self.values)
@@ -398,8 +478,7 @@ class KindWindows:
             return
         self._horizon = horizon
         self._done = [(newest, chunk) for newest, chunk in self._done if newest >= horizon]
-        for start in [h for h in self._done_hours if h + 3600 <= horizon]:
-            del self._done_hours[start]
+        self._hours.forget(horizon)
 
     def _close_minutes(self, watermark_s: int) -> tuple[I64, U32, I64, I64]:
         """Reduce the rows of every minute ending by the watermark, in one NumPy pass."""
@@ -420,37 +499,31 @@ class KindWindows:
         starts = np.flatnonzero(_first_of_runs(g))
         g, n = g[starts], np.add.reduceat(n, starts) if len(n) else n
         m, v = (g // nv) * 60 + m0, (g % nv).astype(np.uint32)
-        pgroup = ((rows.pair_minute - m0) // 60) * nv + rows.pair_vid
-        if len(pgroup) and int(rows.pair_addr.max()) < 1 << 32 and int(pgroup.max()) < 1 << 31:
+        # Every triple's (minute, value) has packets: its index among the groups is dense.
+        dense = np.searchsorted(g, ((rows.pair_minute - m0) // 60) * nv + rows.pair_vid)
+        if not len(dense):
+            pd, pa = dense.astype(np.int64), rows.pair_addr
+        elif int(rows.pair_addr.max()) < 1 << 32 and len(g) < 1 << 31:
             # IPv4 keys: (group, address) packs into one int64, and one sort dedupes.
-            triples = np.sort((pgroup << 32) | rows.pair_addr.astype(np.int64))
+            triples = np.sort((dense.astype(np.int64) << 32) | rows.pair_addr.astype(np.int64))
             triples = triples[_first_of_runs(triples)]
-            pg, pa = triples >> 32, (triples & 0xFFFFFFFF).astype(np.uint64)
-        else:
-            addrs, aid = np.unique(rows.pair_addr, return_inverse=True)
-            na = max(len(addrs), 1)
-            triples = np.sort(pgroup * na + aid)
-            triples = triples[_first_of_runs(triples)]  # np.unique without inverse hashes: slower
-            pg, pa = triples // na, addrs[triples % na]
+            pd, pa = triples >> 32, (triples & 0xFFFFFFFF).astype(np.uint64)
+        else:  # 64-bit keys (IPv6 sources hashed): two sort keys
+            order = np.lexsort((rows.pair_addr, dense))
+            pd, pa = dense[order].astype(np.int64), rows.pair_addr[order]
+            first = _first_of_runs(pd, pa)
+            pd, pa = pd[first], pa[first]
+        pg = g[pd]
         pm, pv = (pg // nv) * 60 + m0, (pg % nv).astype(np.uint32)
-        kstarts = np.flatnonzero(_first_of_runs(pg))
-        kcounts = np.diff(np.append(kstarts, len(pg)))
-        uniq = np.zeros(len(g), np.int64)
-        if len(kstarts):
-            uniq[np.searchsorted(g, pg[kstarts])] = kcounts
+        uniq = np.bincount(pd, minlength=len(g)).astype(np.int64)
         reduced = _Rows(m, v, n, pm, pv, pa)
         if len(m):
             self._done.append((int(m[-1]), reduced))
         # Fold into the hours.
         hours_of = m - m % 3600
         phours_of = pm - pm % 3600
-        for hour_start in np.unique(hours_of).tolist():
-            hour = self._hours.setdefault(hour_start, _Hour())
-            sel = hours_of == hour_start
-            hour.add_packets(v[sel], n[sel], len(self.values))
-            psel = phours_of == hour_start
-            hour.add_sources(pv[psel], pa[psel])
-        self._open_minutes.difference_update(np.unique(m).tolist())
+        self._hours.add(hours_of, v, n, phours_of, pv, pa)
+        self._open_minutes.difference_update(_distinct(m))
         return m, v, n, uniq
 
     def names_of(self, vids: npt.NDArray[Any]) -> list[str]:
@@ -469,12 +542,6 @@ class KindWindows:
             self._names_array[have:want] = self.values[have:want]
             self._names_filled = want
         return self._names_array
-
-    def _close_hour(self, start: int) -> tuple[I64, U32, I64, I64]:
-        h = self._hours.pop(start)
-        self._done_hours[start] = h
-        vids, packets, sources = h.counts()
-        return np.full(len(vids), start, np.int64), vids.astype(np.uint32), packets, sources
 
     def flush(self) -> WindowRows:
         """Close everything (end of input)."""

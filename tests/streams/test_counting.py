@@ -17,7 +17,13 @@ from darkscope.settings import WorkerSettings
 from schemas.codec import Codec
 from streams.app import detector_of
 from streams.local import LocalCounting
-from streams.merge import WindowCounts, WindowMerger, decode_window_counts, encode_window_counts
+from streams.merge import (
+    WindowCounts,
+    WindowMerger,
+    decode_window_counts,
+    encode_window_counts,
+    window_counts_frames,
+)
 from streams.partials import PartialFrame, aggregate, decode_frame, encode_frame
 from streams.windows import MINUTE, WindowRows
 
@@ -122,6 +128,22 @@ def test_minute_windows_do_not_depend_on_the_partition_count(
             assert {v: p for v, (p, _) in counts.items()} == {v: p for v, (p, _) in wins[key].items()}
             for v, (_, s) in counts.items():  # sums of HyperLogLog estimates of disjoint sets
                 assert abs(wins[key][v][1] - s) <= max(3, 0.05 * s), (key, v)
+
+
+def test_a_close_sent_in_many_small_messages_publishes_the_same(
+    reference: tuple[dict[Any, Any], list[str]],
+) -> None:
+    lc = _counting(4)
+    lc.max_rows = 5  # every close of a replayed batch is split
+    for b in _batches():
+        lc.publish(_frames(b, 4))
+        lc.run()
+    _finish(lc)
+    wins, ids = reference
+    assert max(len(log) for log in lc.windows_log) > 200
+    assert _windows(lc.table) == wins
+    assert [a["alert_id"] for a in lc.alerts] == ids
+    assert sum(m.corrections for m in lc.mergers.values()) == 0  # nothing published early
 
 
 @pytest.mark.parametrize("shards", [8, 16])
@@ -277,3 +299,22 @@ def test_undecodable_partials_and_windows_are_refused() -> None:
         decode_window_counts(codec, codec.encode("darkscope.WindowCounts", rec))
     with pytest.raises(UndecodableMessage):
         decode_window_counts(codec, good)  # a PartialCounts is not WindowCounts
+
+
+def test_a_large_close_is_cut_between_windows_and_only_the_last_piece_moves_the_watermark() -> None:
+    codec = Codec()
+    starts = np.repeat(np.array([H, H + 60, H + 120], np.int64), [3, 12, 2])
+    n = len(starts)
+    rows = WindowRows(
+        "port",
+        ["a"],
+        np.zeros(n, np.uint8),
+        starts,
+        np.zeros(n, np.uint32),
+        np.ones(n, np.int64),
+        np.ones(n, np.int64),
+    )
+    pieces = [decode_window_counts(codec, f) for f in window_counts_frames(codec, 0, 1, H + 180, H, rows, 4)]
+    assert [len(p.rows) for p in pieces] == [3, 12, 2]  # the 12-row window goes whole
+    assert [p.watermark for p in pieces] == [H, H, H + 180]
+    assert np.concatenate([p.rows.start for p in pieces]).tolist() == starts.tolist()

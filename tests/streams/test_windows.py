@@ -172,26 +172,38 @@ def test_flush_closes_everything_but_later_data_still_counts() -> None:
 @given(
     st.lists(st.lists(st.integers(0, 2**40), max_size=3000), min_size=1, max_size=4),
     st.integers(1, 3),
+    st.integers(1, 3),
 )
 @settings(max_examples=40, deadline=None)
-def test_sparse_hour_sketch_estimates_equal_the_dense_hyperloglog(
-    chunks: list[list[int]], nvalues: int
+def test_sparse_hour_sketches_estimate_what_a_dense_hyperloglog_does(
+    chunks: list[list[int]], nvalues: int, nhours: int
 ) -> None:
-    """The hour's sparse (value, register) -> rank sketch gives the dense HLL's estimate."""
-    from streams.windows import _Hour
+    """Every (hour, value)'s sparse register -> rank sketch gives the dense HLL's estimate,
+    closed in one pass over several hours; packets add up per (hour, value)."""
+    from streams.windows import _Hours
 
-    hour = _Hour()
-    dense = np.zeros((nvalues, 1 << HLL_P), np.uint8)
+    hours = _Hours()
+    dense = np.zeros((nhours, nvalues, 1 << HLL_P), np.uint8)
+    packets = np.zeros((nhours, nvalues), np.int64)
     for i, chunk in enumerate(chunks):
         addrs = np.array(chunk, dtype=np.uint64)
         vids = (
             (np.arange(len(addrs)) % nvalues).astype(np.uint32) if i % 2 else np.zeros(len(addrs), np.uint32)
         )
-        hour.add_packets(vids, np.ones(len(addrs), np.int64), nvalues)
-        hour.add_sources(vids, addrs)
-        for v in range(nvalues):
-            hll_update(dense[v], addrs[vids == v])
-    vids, _, estimates = hour.counts()
-    assert set(vids.tolist()) == {v for v in range(nvalues) if dense[v].any()}
-    for v, estimate in zip(vids.tolist(), estimates.tolist(), strict=True):
-        assert estimate == hll_estimate(dense[v])
+        h = (np.arange(len(addrs)) % nhours).astype(np.int64)
+        starts = T0 + h * 3600
+        hours.add(starts, vids, np.ones(len(addrs), np.int64), starts, vids, addrs)
+        np.add.at(packets, (h, vids), 1)
+        for hour in range(nhours):
+            for v in range(nvalues):
+                hll_update(dense[hour, v], addrs[(vids == v) & (h == hour)])
+    out_h, out_v, out_n, out_s = hours.close(T0 + nhours * 3600)
+    got = {(int(a), int(b)): (int(n), int(e)) for a, b, n, e in zip(out_h, out_v, out_n, out_s, strict=True)}
+    want = {
+        (T0 + hour * 3600, v): (int(packets[hour, v]), hll_estimate(dense[hour, v]))
+        for hour in range(nhours)
+        for v in range(nvalues)
+        if packets[hour, v]
+    }
+    assert got == want
+    assert not hours.open

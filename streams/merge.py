@@ -72,6 +72,8 @@ class WindowCounts(NamedTuple):
 def encode_window_counts(codec: Codec, shard: int, shards: int, watermark: int, rows: WindowRows) -> bytes:
     """The WindowCounts frame; the dictionary holds only the values the rows use."""
     names = rows.values
+    used: npt.NDArray[Any]
+    vidx: npt.NDArray[Any]
     if len(rows) * 8 < len(names):
         used, vidx = np.unique(rows.vid, return_inverse=True)
     else:  # dense: a count per value id beats a sort
@@ -129,7 +131,7 @@ def window_counts_frames(
     bounds = [*cuts, len(rows)]
     return [
         encode_window_counts(
-            codec, shard, shards, watermark if b == len(rows) else previous, rows.select(slice(a, b))
+            codec, shard, shards, watermark if b == len(rows) else previous, rows.select(np.arange(a, b))
         )
         for a, b in itertools.pairwise(bounds)
     ]

@@ -93,9 +93,9 @@ def scenario(name: str, partitions: int, sources: int, hours: int) -> None:
         gc.collect()
         settled, _ = rss_mib()
         print(
-            f"{sources:>9,} distinct sources in an hour: peak RSS {peak:6.0f} MiB, settled {settled:6.0f} MiB "
-            f"(start {before:.0f} MiB; {(peak - before) * 2**20 / sources:.0f} bytes per source at the peak;"
-            " "
+            f"{sources:>9,} distinct sources in an hour: peak RSS {peak:6.0f} MiB, "
+            f"settled {settled:6.0f} MiB (start {before:.0f} MiB; "
+            f"{(peak - before) * 2**20 / sources:.0f} bytes per source at the peak; "
             f"{time.perf_counter() - start:.0f} s)"
         )
         return

@@ -393,9 +393,11 @@ class WindowMerger:
         else:
             newest = self.last_end
         self.last_end = watermark if watermark < FLUSH else max(self.last_end, newest)
-        # Two hours more than the counts partitions keep: a new owner of one re-closes every
-        # window from its replay point (an hour boundary before its own horizon) again.
-        self._forget(self.last_end - self.retention_s - 7200)
+        # As long as the counts partitions keep theirs: every watermark they reported is at or
+        # after last_end, so a correction they can still make is never forgotten here. (A new
+        # owner of one re-closes windows from an hour boundary before its horizon: those older
+        # than this were published already, and are dropped as too late, unchanged.)
+        self._forget(self.last_end - self.retention_s)
 
     def _forget(self, horizon: int) -> None:
         """Published windows ending at or before ``horizon`` can no longer be corrected."""

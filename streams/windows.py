@@ -213,7 +213,7 @@ class _Hours:
             reg, rank = hll_positions(addrs)
             self._sk.append((self._keys(pair_hours, pair_vids, reg), rank))
             self._pending += len(addrs)
-            if self._pending > 1 << 21:
+            if self._pending > 1 << 18:  # compacted: at most one rank per (hour, value, register)
                 self._sk = [_max_rank(*_cat2(self._sk))]
                 self._pending = 0
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import orjson
 from confluent_kafka import Consumer, Producer
 from profiling import py_spy  # bench/, the script's own folder, is on sys.path
 
@@ -44,6 +45,7 @@ from producers.run import publish_simulation
 from schemas.batch import PacketBatch
 from schemas.codec import Codec
 from streams.app import window_key
+from streams.partials import decode_frame
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,6 +116,14 @@ def window_written_at(bootstrap: str, topic: str, key: bytes, deadline: float) -
     return None
 
 
+def stamps_of(bootstrap: str, topic: str) -> list[int]:
+    """Timestamps (ms) of every message in ``topic``."""
+    marks = watermarks(bootstrap, topic)
+    lo = {p: a for p, (a, _) in marks.items()}
+    hi = {p: b for p, (_, b) in marks.items()}
+    return [int(m.timestamp()[1]) for m in read_range(bootstrap, topic, lo, hi)]
+
+
 def wait_for_members(bootstrap: str, group: str, n: int) -> None:
     """Wait until the consumer group is stable with ``n`` members (workers started)."""
     admin = admin_client(bootstrap)
@@ -141,19 +151,68 @@ def enriched_done(bootstrap: str, topic: str, messages: int, worker: subprocess.
     raise SystemExit("the worker did not enrich every batch within 15 minutes")
 
 
+def counted_packets(bootstrap: str, changelog: str, data_end: int) -> int:
+    """Packets in the sensor kind's hour windows before ``data_end`` (the newest value of each
+    key; the sentinels' hour comes after)."""
+    latest: dict[bytes, bytes] = {}
+    marks = watermarks(bootstrap, changelog)
+    lo = {p: a for p, (a, _) in marks.items()}
+    for msg in read_range(bootstrap, changelog, lo, {p: b for p, (_, b) in marks.items()}):
+        key = msg.key() or b""
+        if key.startswith(b"sensor|1h|") and int(key.split(b"|")[2]) < data_end:
+            latest[key] = msg.value() or b"{}"
+    return sum(sum(orjson.loads(v)["packets"]) for v in latest.values())
+
+
+def print_shares(bootstrap: str, topics: TopicNames) -> None:
+    """Per counts partition: the PartialCounts messages, the rows (per-minute packet rows and
+    distinct-address triples of every kind) and packets it received; max/mean of the rows."""
+    codec = Codec()
+    marks = watermarks(bootstrap, topics.counts)
+    stats = {p: [0, 0, 0] for p in marks}
+    for msg in read_range(
+        bootstrap,
+        topics.counts,
+        {p: lo for p, (lo, _) in marks.items()},
+        {p: hi for p, (_, hi) in marks.items()},
+    ):
+        frame = decode_frame(codec, msg.value() or b"")
+        row = stats[msg.partition() or 0]
+        row[0] += 1
+        row[1] += sum(len(p.minute) + len(p.pair_addr) for p in frame.partials)
+        row[2] += sum(p.total_packets for p in frame.partials if p.kind == "sensor")
+    print("counts partition   messages        rows     packets")
+    for p, (n, rows, packets) in sorted(stats.items()):
+        print(f"{p:16d} {n:10d} {rows:11d} {packets:11d}")
+    rows = [r for _, r, _ in stats.values()]
+    mean = sum(rows) / len(rows)
+    print(
+        f"rows max/mean {max(rows) / mean:.2f}, min/mean {min(rows) / mean:.2f}; "
+        f"partitions without rows: {sum(r == 0 for r in rows)}"
+    )
+    windows = watermarks(bootstrap, topics.windows)
+    print(
+        "windows messages per partition (merge stage, keyed by kind): "
+        f"{[hi for _, hi in sorted(windows.values())]}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--days", type=int, default=2)
     ap.add_argument("--packets-per-day", type=int, default=1_300_000)
     ap.add_argument("--profile", metavar="FILE", help="record the worker with py-spy into FILE (speedscope)")
     ap.add_argument(
-        "--workers", type=int, default=1, help="worker processes of one app (sharing the 4 partitions)"
+        "--workers", type=int, default=1, help="worker processes of one app (sharing the partitions)"
     )
+    ap.add_argument("--partitions", type=int, default=8, help="partitions of every topic")
+    ap.add_argument("--worker-log", metavar="FILE", help="the first worker's log (info level) into FILE")
     args = ap.parse_args()
     bootstrap = os.environ.get("DARKSCOPE_BOOTSTRAP", "127.0.0.1:9092")
     tag = uuid.uuid4().hex[:8]
     topics = TopicNames(**{f: f"bench.streams.{tag}.{f}" for f in TopicNames.model_fields})
-    kafka = KafkaSettings(bootstrap=bootstrap, partitions=4)
+    parts = args.partitions
+    kafka = KafkaSettings(bootstrap=bootstrap, partitions=parts)
     ensure_topics(kafka, topics.all())
     app_id = f"bench-{tag}"
     try:
@@ -172,26 +231,34 @@ def main() -> None:
                 truth_path=None,
             )
             total = report.packets_sent
-            publish_sentinels(bootstrap, topics.packets, 4, (data_end + 7200) * 10**9)
+            publish_sentinels(bootstrap, topics.packets, parts, (data_end + 7200) * 10**9)
             return total
 
         env = {
             **os.environ,
             "DARKSCOPE_BOOTSTRAP": bootstrap,
-            "DARKSCOPE_PARTITIONS": "4",
+            "DARKSCOPE_PARTITIONS": str(parts),
             "DARKSCOPE_WORKER_APP_ID": app_id,
             "DARKSCOPE_WORKER_IDLE_AFTER": "3",
         }
         env.update({f"DARKSCOPE_TOPIC_{f.upper()}": getattr(topics, f) for f in TopicNames.model_fields})
         total = publish() if args.workers == 1 else 0
+        log = open(args.worker_log, "wb") if args.worker_log else None  # noqa: SIM115 - closed below
         with tempfile.TemporaryDirectory() as tmp:
             workers = [
                 subprocess.Popen(
-                    [sys.executable, "-m", "darkscope", "worker", "--loglevel", "warn"],
+                    [
+                        sys.executable,
+                        "-m",
+                        "darkscope",
+                        "worker",
+                        "--loglevel",
+                        "info" if log and i == 0 else "warn",
+                    ],
                     env={**env, "DARKSCOPE_WORKER_DATA_DIR": f"{tmp}/w{i}"},
                     cwd=REPO,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                    stdout=log if log and i == 0 else subprocess.DEVNULL,
+                    stderr=subprocess.STDOUT if log and i == 0 else subprocess.DEVNULL,
                 )
                 for i in range(args.workers)
             ]
@@ -202,7 +269,7 @@ def main() -> None:
                 wait_for_members(bootstrap, app_id, args.workers)
                 total = publish()
             try:
-                with py_spy(worker.pid, args.profile, "-r", "50", "--idle"):
+                with py_spy(worker.pid, args.profile, "-r", "100"):
                     inputs = sum(hi for _, hi in watermarks(bootstrap, topics.packets).values())
                     enriched_done(bootstrap, topics.enriched, inputs, worker)
                     counted_at = window_written_at(
@@ -238,7 +305,7 @@ def main() -> None:
         counts_span = ((counted_at or 0) - min(stamps)) / 1000
         rate = done / span
         procs = "one worker process" if args.workers == 1 else f"{args.workers} worker processes"
-        print(f"{total} packets in {len(stamps)} batches, 4 partitions, {procs}")
+        print(f"{total} packets in {len(stamps)} batches, {parts} partitions, {procs}")
         print(f"bare consume + decode loop   {bare / 1e6:6.2f} M packets/s")
         print(
             f"worker enrich                {rate / 1e6:6.2f} M packets/s   {rate / bare:.2f}x the bare loop"
@@ -252,6 +319,33 @@ def main() -> None:
                 f"   {done / counts_span / bare:.2f}x the bare loop (the last data hour's window stored"
                 f" {counts_span:.1f} s after the first enriched batch)"
             )
+            print(
+                f"enrich + counts / enrich      {span / counts_span:.2f}x"
+                " (1.00: counting ends with enrichment)"
+            )
+        # Where the time after enrichment goes: the counts partitions' last partials (sent by
+        # the enrich agent), the merge stage's last input (sent by the count agent), storage.
+        first = min(stamps)
+        last_counts = (max(stamps_of(bootstrap, topics.counts)) - first) / 1000
+        windows_stamps = stamps_of(bootstrap, topics.windows)
+        last_windows = (max(windows_stamps) - first) / 1000 if windows_stamps else float("nan")
+        print(
+            f"timeline (s after the first enriched batch): last batch enriched {span:.1f}, last partial sent "
+            f"{last_counts:.1f}, last window message {last_windows:.1f} (idle markers included), "
+            f"last data hour stored {counts_span:.1f}"
+        )
+        if windows_stamps:
+            ws = sorted((w - first) / 1000 for w in windows_stamps)
+            print(
+                "window messages sent at (s): "
+                + ", ".join(
+                    f"{q}% {ws[min(len(ws) - 1, len(ws) * q // 100)]:.1f}" for q in (10, 25, 50, 75, 90)
+                )
+            )
+        print_shares(bootstrap, topics)
+        counted = counted_packets(bootstrap, f"{app_id}-window_counts-changelog", data_end)
+        verdict = "exact" if counted == total else "NOT exact"
+        print(f"packets in the sensor hour windows of the data: {counted} of {total} sent ({verdict})")
     finally:
         admin = admin_client(bootstrap)
         names = [*topics.all(), f"{app_id}-window_counts-changelog"]

@@ -117,7 +117,7 @@ class WorkerSettings(BaseSettings):
         description="Seconds a caught-up packets partition stays silent before it is idle.",
     )
     retention: int = Field(
-        900, ge=0, description="Seconds of event time closed windows stay correctable by late packets."
+        3600, ge=0, description="Seconds of event time closed windows stay correctable by late packets."
     )
     alert_window: str = Field("1h", pattern="^(1m|1h)$", description="Window size the surge rules watch.")
     alert_baseline_windows: int = Field(24, ge=2, description="Trailing windows in an alert baseline.")

@@ -36,7 +36,7 @@ from streams.enrich import Enricher
 from streams.merge import WindowMerger, decode_window_counts, window_counts_frames
 from streams.partials import decode_frame, encode_frame, idle_marker
 from streams.progress import PacketsProgress
-from streams.shard import ShardCounter, shard_replay_key
+from streams.shard import ShardCounter, ShardResult, shard_replay_key
 from streams.takeover import decode_replay_point, read_partition_async, replay_key
 from streams.windowstore import window_key
 
@@ -79,7 +79,10 @@ class WorkerState:
     packets: int = 0
     batches: int = 0
     dead: int = 0
+    partials: int = 0  # PartialCounts counted
+    window_messages: int = 0  # WindowCounts merged
     last_log: float = field(default_factory=time.monotonic)
+    last_count_log: float = field(default_factory=time.monotonic)
 
     def get_enricher(self) -> Enricher:
         """The enricher, built on first use (opens the GeoIP databases)."""
@@ -155,7 +158,7 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
     async def send_dead(reason: str, exc: Exception, msg: Any) -> None:
         state.dead += 1
         logger.warning("dead letter from %s[%d]@%d: %s", msg.topic, msg.partition, msg.offset, exc)
-        await dead_topic.send(
+        dead_topic.send_soon(
             value=dead_letter(
                 state.codec,
                 "worker",
@@ -186,9 +189,13 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
             except DarkscopeError as exc:
                 await send_dead("bad_record", exc, msg)
                 continue
-            await enriched_topic.send(value=frame)
+            # Into the producer's buffer without a pause: a worker stopped in the middle of an
+            # event cannot have sent part of what the event makes (Faust would then commit
+            # the event's offset with a batch unenriched or a partial lost); the buffer is
+            # flushed before every offset commit.
+            enriched_topic.send_soon(value=frame)
             for shard, value in enumerate(frames):
-                await counts_topic.send(value=value, partition=shard)
+                counts_topic.send_soon(value=value, partition=shard)
             state.packets += len(batch)
             state.batches += 1
             now = time.monotonic()
@@ -272,12 +279,48 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
                 )
             if result.replay_point is not None:
                 table[shard_replay_key(msg.partition)] = result.replay_point
-            if result.watermark is not None:
-                for rows in result.closed:
-                    for value in window_counts_frames(
-                        state.codec, msg.partition, parts, result.watermark, result.previous, rows
-                    ):
-                        await windows_topic.send(key=rows.kind.encode(), value=value)
+            state.partials += 1
+            now = time.monotonic()
+            if now - state.last_count_log > 10:
+                # How far counting stands behind: the age of the partial in hand.
+                logger.info(
+                    "counted %d partials (%d packets on counts partitions %s), merged %d window messages; "
+                    "the last partial was sent %.1f s ago",
+                    state.partials,
+                    sum(c.packets for c in state.shards.values()),
+                    sorted(state.shards),
+                    state.window_messages,
+                    time.time() - msg.timestamp,
+                )
+                state.last_count_log = now
+            send_windows(msg.partition, result)
+
+    def send_windows(partition: int, result: ShardResult) -> None:
+        """A counts partition's closed windows to the merge stage, in the order they closed
+        (into the producer's buffer at once: nothing else can send between two pieces)."""
+        if result.watermark is None:
+            return
+        if result.closed:
+            for rows in result.closed:
+                for value in window_counts_frames(
+                    state.codec,
+                    partition,
+                    parts,
+                    result.watermark,
+                    result.previous,
+                    rows,
+                    horizon=result.horizon,
+                ):
+                    windows_topic.send_soon(key=rows.kind.encode(), value=value)
+
+    @app.timer(interval=CLOSE_EVERY_S)  # type: ignore[untyped-decorator]
+    async def put_off_closes() -> None:
+        # Closes a counts partition put off (it closed less than CLOSE_EVERY_S ago) happen
+        # here when no further partial comes, e.g. after the last batch of a replay.
+        for partition, shard in list(state.shards.items()):
+            result = shard.tick()
+            if result is not None:
+                send_windows(partition, result)
 
     async def merger_of(kind: str, msg: Any) -> WindowMerger:
         """The kind's merger; on its first message here, rebuilt from the replay point."""
@@ -325,13 +368,18 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
                 continue
             merger = await merger_of(wc.rows.kind, msg)
             result = merger.add(wc, msg.offset)
+            state.window_messages += 1
             if result.too_late:
-                logger.warning(
-                    "%s: %d windows corrected after they were forgotten", wc.rows.kind, result.too_late
+                logger.info(
+                    "%s: %d windows published and forgotten came again from counts partition %d "
+                    "(after a takeover: unchanged)",
+                    wc.rows.kind,
+                    result.too_late,
+                    wc.shard,
                 )
             for alert in result.alerts:
                 logger.info("alert %s %s: %s", alert["kind"], alert["key"], alert["message"])
-                await alerts_topic.send(
+                alerts_topic.send_soon(
                     key=alert["key"].encode(), value=state.codec.encode("darkscope.Alert", alert)
                 )
 
@@ -357,15 +405,20 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
         if not tps:
             return
         ends = await app.consumer.highwaters(*tps)
+        # Faust's committed offsets (the next offset to read, per partition), kept by its
+        # consumer from the broker at assignment and from its own commits.
+        committed = getattr(app.consumer, "_committed_offset", {})
         for tp in tps:
             end = ends.get(tp, 0)
-            position = None if tp.partition in progress.last_offset else await app.consumer.position(tp)
-            if progress.idle_due(tp.partition, progress.caught_up(tp.partition, end, position)):
-                logger.info("packets partition %d is idle: marked so on every counts partition", tp.partition)
+            if progress.idle_due(tp.partition, progress.caught_up(tp.partition, end, committed.get(tp))):
+                logger.info(
+                    "packets partition %d is idle%s: marked so on every counts partition",
+                    tp.partition,
+                    " (no data yet)" if end == 0 else "",
+                )
                 for shard in range(parts):
-                    await counts_topic.send(
-                        value=idle_marker(state.codec, tp.partition, shard, parts), partition=shard
-                    )
+                    marker = idle_marker(state.codec, tp.partition, shard, parts, empty=end == 0)
+                    counts_topic.send_soon(value=marker, partition=shard)
 
     app.darkscope_state = state  # type: ignore[attr-defined]  # for tests and the bench
     return app

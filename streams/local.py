@@ -9,7 +9,9 @@ lets a test hand any counts partition or kind to a new owner between two message
 
 from __future__ import annotations
 
+import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +20,7 @@ from schemas.codec import Codec
 from streams.alerts import AlertDetector
 from streams.merge import MAX_ROWS, WindowMerger, decode_window_counts, window_counts_frames
 from streams.partials import PartialFrame, decode_frame, encode_frame, idle_marker
-from streams.shard import ShardCounter, shard_replay_key
+from streams.shard import ShardCounter, ShardResult, shard_replay_key
 from streams.takeover import decode_replay_point, replay_key
 
 __all__ = ["LocalCounting"]
@@ -42,6 +44,8 @@ class LocalCounting:
     takeovers: list[tuple[str, int]] = field(default_factory=list)  # ("counts"|kind, messages re-read)
     max_rows: int = MAX_ROWS  # rows per WindowCounts message
     keep_log: bool = True  # False: processed messages are dropped (no takeover can re-read them)
+    close_every: float = 0.0  # the counts partitions' close throttle (see ShardCounter)
+    clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
         self.counts_log = [[] for _ in range(self.shards)]
@@ -79,7 +83,12 @@ class LocalCounting:
         counter = self.counters.get(shard)
         if counter is None:
             counter = ShardCounter(
-                shard, self.packets_partitions, self.settings.retention, self.settings.lateness
+                shard,
+                self.packets_partitions,
+                self.settings.retention,
+                self.settings.lateness,
+                self.close_every,
+                self.clock,
             )
             final_before, start = decode_replay_point(self.table.get(shard_replay_key(shard)), shard)
             frames = [(o, decode_frame(self.codec, self.counts_log[shard][o])) for o in range(start, at)]
@@ -88,16 +97,34 @@ class LocalCounting:
         result = counter.count(decode_frame(self.codec, self.counts_log[shard][at]), at)
         if result.replay_point is not None:
             self.table[shard_replay_key(shard)] = result.replay_point
-        if result.watermark is not None:
-            for rows in result.closed:
-                for value in window_counts_frames(
-                    self.codec, shard, self.shards, result.watermark, result.previous, rows, self.max_rows
-                ):
-                    self.windows_log[self.windows_partition(rows.kind)].append((rows.kind.encode(), value))
+        self._send(shard, result)
         self._counts_at[shard] = at + 1
         if not self.keep_log:
             self.counts_log[shard][at] = b""
         return True
+
+    def _send(self, shard: int, result: ShardResult) -> None:
+        if result.watermark is None:
+            return
+        for rows in result.closed:
+            for value in window_counts_frames(
+                self.codec,
+                shard,
+                self.shards,
+                result.watermark,
+                result.previous,
+                rows,
+                self.max_rows,
+                result.horizon,
+            ):
+                self.windows_log[self.windows_partition(rows.kind)].append((rows.kind.encode(), value))
+
+    def tick(self) -> None:
+        """What the worker's timer does: the closes the counts partitions put off."""
+        for shard, counter in self.counters.items():
+            result = counter.tick()
+            if result is not None:
+                self._send(shard, result)
 
     def step_windows(self, partition: int) -> bool:
         """Process the next message of a windows partition; False when there is none."""

@@ -67,9 +67,12 @@ class WindowCounts(NamedTuple):
     shards: int
     watermark: int  # seconds; FLUSH when the partition's input is idle
     rows: WindowRows
+    horizon: int = NEVER  # seconds: the partition corrects no window ending at or before it
 
 
-def encode_window_counts(codec: Codec, shard: int, shards: int, watermark: int, rows: WindowRows) -> bytes:
+def encode_window_counts(
+    codec: Codec, shard: int, shards: int, watermark: int, rows: WindowRows, horizon: int = NEVER
+) -> bytes:
     """The WindowCounts frame; the dictionary holds only the values the rows use."""
     names = rows.values
     used: npt.NDArray[Any]
@@ -94,6 +97,7 @@ def encode_window_counts(codec: Codec, shard: int, shards: int, watermark: int, 
         "shard": shard,
         "shards": shards,
         "watermark": watermark,
+        "horizon": horizon,
         "values": values,
     }
     for name in _COLUMNS:
@@ -109,12 +113,13 @@ def window_counts_frames(
     previous: int,
     rows: WindowRows,
     max_rows: int = MAX_ROWS,
+    horizon: int = NEVER,
 ) -> list[bytes]:
     """The WindowCounts frames of one close, at most ``max_rows`` rows each (a replay can close
     days of windows at once). All but the last carry the ``previous`` watermark, so that the
     merge stage publishes nothing of the close before it has every piece."""
     if len(rows) <= max_rows:
-        return [encode_window_counts(codec, shard, shards, watermark, rows)]
+        return [encode_window_counts(codec, shard, shards, watermark, rows, horizon)]
     # Cut between windows only: a window's rows sent again replace those sent before.
     first = np.ones(len(rows), dtype=bool)
     first[1:] = (rows.size[1:] != rows.size[:-1]) | (rows.start[1:] != rows.start[:-1])
@@ -131,7 +136,12 @@ def window_counts_frames(
     bounds = [*cuts, len(rows)]
     return [
         encode_window_counts(
-            codec, shard, shards, watermark if b == len(rows) else previous, rows.select(np.arange(a, b))
+            codec,
+            shard,
+            shards,
+            watermark if b == len(rows) else previous,
+            rows.select(np.arange(a, b)),
+            horizon,
         )
         for a, b in itertools.pairwise(bounds)
     ]
@@ -169,7 +179,7 @@ def decode_window_counts(codec: Codec, data: bytes) -> WindowCounts:
         cols["packets"].astype(np.int64),
         cols["sources"].astype(np.int64),
     )
-    return WindowCounts(shard, shards, int(r["watermark"]), rows)
+    return WindowCounts(shard, shards, int(r["watermark"]), rows, int(r["horizon"]))
 
 
 _DTYPES: dict[str, np.dtype[Any]] = {}
@@ -284,6 +294,7 @@ class WindowMerger:
         self._names = np.zeros(0, dtype=object)
         self._filled = 0
         self.shard_wm: dict[int, int] = {}
+        self.shard_horizon: dict[int, int] = {}  # what each counts partition can still correct
         self._pending: dict[int, list[_Chunk]] = {}
         self._published: dict[int, list[_Chunk]] = {}
         self._revision: dict[int, int] = {}  # window key -> revision of a corrected window
@@ -351,6 +362,7 @@ class WindowMerger:
             if len(chunk):
                 self._put(self._pending, msg.shard, chunk)
         self.shard_wm[msg.shard] = msg.watermark
+        self.shard_horizon[msg.shard] = max(self.shard_horizon.get(msg.shard, NEVER), msg.horizon)
         self._publish(result)
         return result
 
@@ -393,11 +405,13 @@ class WindowMerger:
         else:
             newest = self.last_end
         self.last_end = watermark if watermark < FLUSH else max(self.last_end, newest)
-        # As long as the counts partitions keep theirs: every watermark they reported is at or
-        # after last_end, so a correction they can still make is never forgotten here. (A new
-        # owner of one re-closes windows from an hour boundary before its horizon: those older
-        # than this were published already, and are dropped as too late, unchanged.)
-        self._forget(self.last_end - self.retention_s)
+        # Published windows are kept while any counts partition can still correct them (its
+        # horizon: a partition whose data lags the others' reopens older minutes), and at
+        # least the retention behind what was published. (A new owner of a counts partition
+        # re-closes windows from an hour boundary before its horizon: those older than this
+        # were published already, and are dropped as too late, unchanged.)
+        if len(self.shard_horizon) == self.shards:
+            self._forget(min(self.last_end - self.retention_s, *self.shard_horizon.values()))
 
     def _forget(self, horizon: int) -> None:
         """Published windows ending at or before ``horizon`` can no longer be corrected."""

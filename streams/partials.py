@@ -27,6 +27,7 @@ from schemas.registry import default_schemas
 from streams.sketch import mix64
 
 __all__ = [
+    "EMPTY",
     "IDLE",
     "KINDS",
     "PARTIAL_COUNTS",
@@ -44,6 +45,7 @@ PARTIAL_COUNTS = "darkscope.PartialCounts"
 KINDS = ("port", "region", "fp_region", "sensor", "victim")
 MINUTE_NS = 60 * 10**9
 IDLE = -1  # the watermark of a PartialCounts that marks its source partition idle
+EMPTY = -2  # ... idle, and it never had any data
 
 I64 = npt.NDArray[np.int64]
 U32 = npt.NDArray[np.uint32]
@@ -106,15 +108,17 @@ def aggregate(
     nv = max(len(values), 1)
     na = max(len(uaddr), 1)
     group = (minutes - m0) * nv + codes  # (minute, value)
-    triples, per_triple = np.unique(group * na + aidx, return_counts=True)
-    if shards > 1:
-        tshard = shard_of(uaddr, shards)[triples % na]
-        order = np.argsort(tshard, kind="stable")  # keeps each shard's triples sorted
-        triples, per_triple = triples[order], per_triple[order]
-        bounds = np.searchsorted(tshard[order], np.arange(shards + 1)).tolist()
-    else:
-        bounds = [0, len(triples)]
-    names = np.asarray(values, dtype=object) if len(values) else np.zeros(0, dtype=object)
+    ngroups = (int(minutes.max()) - m0 + 1) * nv
+    key = group * na + aidx
+    if shards > 1:  # the counts partition leads the key: one sort groups the rows by it
+        key += shard_of(uaddr, shards)[aidx] * (ngroups * na)
+    triples, per_triple = np.unique(key, return_counts=True)
+    bounds = (
+        np.searchsorted(triples, np.arange(shards + 1) * (ngroups * na)).tolist()
+        if shards > 1
+        else [0, len(triples)]
+    )
+    names = values if isinstance(values, list) else list(values)
     out = []
     for s in range(shards):
         a, b = bounds[s], bounds[s + 1]
@@ -122,24 +126,27 @@ def aggregate(
             out.append(empty_partial(kind))
             continue
         t, n = triples[a:b], per_triple[a:b]
-        tgroup = t // na
+        rest = t - s * (ngroups * na)
+        tgroup, taddr = rest // na, rest % na
         first = np.ones(len(tgroup), dtype=bool)
         first[1:] = tgroup[1:] != tgroup[:-1]
         starts = np.flatnonzero(first)
         ukey = tgroup[starts]
         # This partition's own dictionary: only the values its rows use.
-        used, vidx = np.unique(tgroup % nv, return_inverse=True)
-        row_vidx = vidx[starts]
+        tv = tgroup % nv
+        seen = np.bincount(tv, minlength=nv) > 0
+        used = np.flatnonzero(seen)
+        vidx = (np.cumsum(seen) - 1)[tv].astype(np.uint32)
         out.append(
             Partial(
                 kind,
-                names[used].tolist() if len(names) else [],
+                [names[i] for i in used.tolist()] if len(names) else [],
                 ((ukey // nv + m0) * 60).astype(np.int64),
-                row_vidx.astype(np.uint32),
+                vidx[starts],
                 np.add.reduceat(n, starts).astype(np.uint32),
                 ((tgroup // nv + m0) * 60).astype(np.int64),
-                vidx.astype(np.uint32),
-                uaddr[t % na].astype(np.uint64),
+                vidx,
+                uaddr[taddr].astype(np.uint64),
             )
         )
     return out
@@ -150,7 +157,7 @@ class PartialFrame(NamedTuple):
 
     partials: tuple[Partial, ...]  # kinds with rows
     source_partition: int  # packets partition (-1: none)
-    watermark: int  # ns, or IDLE for an idle marker
+    watermark: int  # ns, or IDLE / EMPTY for an idle marker
     source_offset: int  # offset of the packet batch in its partition (-1: a marker)
     shard: int = 0
     shards: int = 1
@@ -200,9 +207,12 @@ def encode_frame(codec: Codec, frame: PartialFrame, source_topic: str = "") -> b
     )
 
 
-def idle_marker(codec: Codec, source_partition: int, shard: int, shards: int) -> bytes:
-    """The frame that tells counts partition ``shard`` its source partition is idle."""
-    return encode_frame(codec, PartialFrame((), source_partition, IDLE, -1, shard, shards))
+def idle_marker(codec: Codec, source_partition: int, shard: int, shards: int, empty: bool = False) -> bytes:
+    """The frame that tells counts partition ``shard`` its source partition is idle (``empty``:
+    the partition never had any data)."""
+    return encode_frame(
+        codec, PartialFrame((), source_partition, EMPTY if empty else IDLE, -1, shard, shards)
+    )
 
 
 def decode_frame(codec: Codec, data: bytes) -> PartialFrame:

@@ -45,18 +45,19 @@ class PacketsProgress:
         return wm
 
     def reassigned(self) -> None:
-        """Partitions moved: reading resumes at the committed offsets, so what was read here
-        before says nothing about where reading stands now (the watermarks stay: they only
-        grow, and the counts partitions keep the largest they saw)."""
-        for held in (self.last_offset, self.last_seen, self.idle_sent):
-            held.clear()
+        """Partitions moved. What was processed here stays true (a partition that stayed is
+        re-read from its committed offset: repeats, which the counts partitions skip; one
+        that left and comes back has more messages than this worker processed, so it is not
+        caught up until it processes them); only the idle reports start again."""
+        self.idle_sent.clear()
 
-    def caught_up(self, partition: int, end: int, position: int | None) -> bool:
-        """Whether every message of the partition before ``end`` is processed (``position``:
-        the consumer's, for a partition nothing was read from since it was assigned)."""
+    def caught_up(self, partition: int, end: int, committed: int | None) -> bool:
+        """Whether every message of the partition before ``end`` is processed. For a partition
+        nothing was processed from here, only the group's ``committed`` offset tells (the
+        consumer's position does not: fetched messages wait in the stream's buffer)."""
         if partition in self.last_offset:
             return self.last_offset[partition] + 1 >= end
-        return end == 0 or (position is not None and position >= end)
+        return end == 0 or (committed is not None and committed >= end)
 
     def idle_due(self, partition: int, caught_up: bool) -> bool:
         """Whether to report the partition idle now (and remember that it was)."""

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from streams.partials import IDLE, KINDS, PartialFrame
+from streams.partials import EMPTY, IDLE, KINDS, PartialFrame
 from streams.takeover import NEVER, ReplayPoint
 from streams.watermark import FLUSH, WatermarkTracker
 from streams.windows import KindWindows, WindowRows
@@ -40,6 +40,7 @@ class ShardResult:
     closed: list[WindowRows] = field(default_factory=list)
     watermark: int | None = None
     previous: int = NEVER  # the watermark reported before this one
+    horizon: int = NEVER  # windows ending at or before it are no longer corrected here
     replay_point: bytes | None = None
     repeat: bool = False
     late: int = 0
@@ -66,6 +67,8 @@ class ShardCounter:
         self.close_every = close_every
         self.clock = clock
         self._last_close = -float("inf")
+        self._due = False  # a close was put off
+        self._unsaved: bytes | None = None  # a replay point to store with the next count
         self.shard = shard
         self.windows = {k: KindWindows(k, retention_s) for k in KINDS}
         self.tracker = WatermarkTracker(packets_partitions, lateness_s)
@@ -100,8 +103,8 @@ class ShardCounter:
         offset was committed: Kafka delivers at least once) sends its partials twice; packets
         partitions are read in order, so a partial at or before the newest offset merged from
         its partition is such a repeat, and is skipped."""
-        if frame.watermark == IDLE:
-            self.tracker.set_idle(frame.source_partition)
+        if frame.watermark in (IDLE, EMPTY):
+            self.tracker.set_idle(frame.source_partition, frame.watermark == EMPTY)
             self.point.record(offset, None)
             return ShardResult()
         if not self.point.first_time(frame.source_partition, frame.source_offset):
@@ -125,27 +128,49 @@ class ShardCounter:
         return ShardResult(late=late)
 
     def count(self, frame: PartialFrame, offset: int) -> ShardResult:
-        """Merge the frame at ``offset`` of the counts partition, close the windows the
-        watermark passed; says what to send to the merge stage and what to store."""
+        """Merge the frame at ``offset`` of the counts partition and close the windows the
+        watermark passed (unless it closed less than ``close_every`` ago: then :meth:`tick`
+        does it); says what to send to the merge stage and what to store."""
         result = self._merge(frame, offset)
+        if self.tracker.current_s() is None:
+            return result
+        marker = frame.watermark in (IDLE, EMPTY)
+        if not marker and self.clock() - self._last_close < self.close_every:
+            self._due = True
+        else:
+            self._close(result, marker)
+        result.replay_point, self._unsaved = self._unsaved, None
+        return result
+
+    def tick(self) -> ShardResult | None:
+        """The close that :meth:`count` put off, once ``close_every`` has passed (for a timer:
+        windows are not held back until the next message). The replay point it moves is
+        stored with the next :meth:`count` (a table is written within an event)."""
+        if not self._due or self.clock() - self._last_close < self.close_every:
+            return None
+        result = ShardResult()
+        self._close(result, False)
+        return result
+
+    def _close(self, result: ShardResult, repeat: bool) -> None:
         watermark = self.tracker.current_s()
         if watermark is None:
-            return result
-        now = self.clock()
-        if frame.watermark != IDLE and now - self._last_close < self.close_every:
-            return result
-        self._last_close = now
+            return
+        self._due = False
+        self._last_close = self.clock()
         closed = [w.close_until(watermark) for w in self.windows.values()]
         horizons = [w.horizon for w in self.windows.values() if w.max_minute > NEVER]
         if horizons:
-            result.replay_point = self.point.advance(min(horizons))
+            result.horizon = min(horizons)
+            point = self.point.advance(min(horizons))
+            if point is not None:
+                self._unsaved = point
         # Windows close on minute boundaries: a watermark that moved within a minute says
         # nothing new. An idle marker repeats it (a merge stage that took a kind over waits
         # for every counts partition's word).
         if watermark < FLUSH:
             watermark -= watermark % 60
-        if any(len(c) for c in closed) or watermark != self.reported or frame.watermark == IDLE:
+        if any(len(c) for c in closed) or watermark != self.reported or repeat:
             result.closed = closed
             result.previous = self.reported if self.reported is not None else NEVER
             result.watermark = self.reported = watermark
-        return result

@@ -318,3 +318,30 @@ def test_a_large_close_is_cut_between_windows_and_only_the_last_piece_moves_the_
     assert [len(p.rows) for p in pieces] == [3, 12, 2]  # the 12-row window goes whole
     assert [p.watermark for p in pieces] == [H, H, H + 180]
     assert np.concatenate([p.rows.start for p in pieces]).tolist() == starts.tolist()
+
+
+def test_closes_put_off_by_the_throttle_happen_on_the_timer_and_change_nothing(
+    reference: tuple[dict[Any, Any], list[str]],
+) -> None:
+    now = [0.0]
+    first = -1
+    lc = _counting(4)
+    lc.close_every, lc.clock = 5.0, lambda: now[0]
+    for i, b in enumerate(_batches()):
+        lc.publish(_frames(b, 4))
+        lc.run()
+        if i == 2:
+            first = len(_windows(lc.table))  # the first close (at clock 0)
+        if i == 8:
+            assert len(_windows(lc.table)) == first, "closed again within the throttle"
+        if i % 10 == 9:  # the timer fires with the clock moved on
+            now[0] += 6.0
+            lc.tick()
+            lc.run()
+    lc.tick()  # nothing is due before the clock moves
+    now[0] += 6.0
+    lc.tick()
+    _finish(lc)
+    wins, ids = reference
+    assert _windows(lc.table) == wins
+    assert [a["alert_id"] for a in lc.alerts] == ids

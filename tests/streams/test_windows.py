@@ -207,3 +207,24 @@ def test_sparse_hour_sketches_estimate_what_a_dense_hyperloglog_does(
     }
     assert got == want
     assert not hours.open
+
+
+def test_a_partition_that_never_had_data_holds_the_others_back_until_it_has() -> None:
+    wm = WatermarkTracker(partitions=2, lateness_s=0)
+    wm.update(0, (T0 + 600) * 10**9)
+    wm.set_idle(1, empty=True)  # a replay has not reached it yet
+    assert wm.current_s() is None
+    wm.update(1, (T0 + 100) * 10**9)  # its data comes: the oldest
+    assert wm.current_s() == T0 + 100
+    wm.set_idle(1, empty=True)  # it had data: a plain idle partition now
+    assert wm.current_s() == T0 + 600
+    wm.set_idle(0)
+    assert wm.current_s() == FLUSH
+
+
+def test_every_partition_idle_flushes_even_if_one_never_had_data() -> None:
+    wm = WatermarkTracker(partitions=2, lateness_s=0)
+    wm.update(0, (T0 + 600) * 10**9)
+    wm.set_idle(1, empty=True)
+    wm.set_idle(0)
+    assert wm.current_s() == FLUSH

@@ -1,0 +1,59 @@
+"""Soak: the multi-process rebalance scenarios, N times, and how many ended exact.
+
+Runs ``tests/streams/test_rebalance.py`` (a worker joins mid-stream and the first one stops;
+a worker is killed and another starts: real worker processes, the real broker) N times, each
+in its own pytest process, and prints one line per run and "K of N exact". A failing run's
+output is kept in ``--keep DIR`` (the test says what it last saw: batches enriched, missing
+offsets, hours closed per kind).
+
+    .venv/bin/python bench/rebalance_soak.py [-n 20] [--keep .darkscope/soak]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=20, help="runs")
+    ap.add_argument(
+        "--keep", type=Path, default=REPO / ".darkscope" / "soak", help="folder for failed runs' output"
+    )
+    ap.add_argument("-k", default="", help="pytest -k expression (default: both scenarios)")
+    args = ap.parse_args()
+    args.keep.mkdir(parents=True, exist_ok=True)
+    exact = 0
+    for i in range(1, args.n + 1):
+        t = time.monotonic()
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/streams/test_rebalance.py",
+        ]
+        if args.k:
+            cmd += ["-k", args.k]
+        run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
+        ok = run.returncode == 0
+        exact += ok
+        tail = (run.stdout.strip().splitlines() or ["(no output)"])[-1]
+        print(
+            f"run {i:2d}: {'exact' if ok else 'FAILED'} in {time.monotonic() - t:5.0f} s  {tail}", flush=True
+        )
+        if not ok:
+            (args.keep / f"run{i}.txt").write_text(run.stdout + run.stderr)
+    print(f"{exact} of {args.n} exact")
+
+
+if __name__ == "__main__":
+    main()

@@ -32,13 +32,13 @@ import numpy as np
 import numpy.typing as npt
 
 from darkscope.errors import UndecodableMessage
-from schemas.codec import Codec
+from schemas.codec import Codec, unpack_columns
 from schemas.registry import default_schemas
 from streams.alerts import SURGE_KINDS, AlertDetector
 from streams.partials import KINDS
 from streams.takeover import NEVER, ReplayPoint, published_until, replay_key
 from streams.watermark import FLUSH
-from streams.windows import HOUR, MINUTE, SIZES, WindowRows
+from streams.windows import HOUR, MINUTE, SIZES, ValueIds, WindowRows
 from streams.windowstore import MinuteBundles
 
 __all__ = [
@@ -156,15 +156,8 @@ def decode_window_counts(codec: Codec, data: bytes) -> WindowCounts:
     if r["kind"] not in KINDS:
         raise UndecodableMessage(f"WindowCounts of unknown kind {r['kind']!r}")
     dt = _dtypes()
-    cols = {}
-    for name in _COLUMNS:
-        raw = r[name]
-        if len(raw) % dt[name].itemsize:
-            raise UndecodableMessage(f"column {name} is not a whole number of {dt[name]} values")
-        cols[name] = np.frombuffer(raw, dtype=dt[name])
+    cols = unpack_columns(r, dt, len(r["start"]) // dt["start"].itemsize)
     n = len(cols["start"])
-    if any(len(c) != n for c in cols.values()):
-        raise UndecodableMessage("WindowCounts columns of unequal length")
     if n and (int(cols["value_idx"].max()) >= len(r["values"]) or int(cols["size"].max()) > HOUR):
         raise UndecodableMessage("WindowCounts value index or size out of range")
     shard, shards = int(r["shard"]), int(r["shards"])
@@ -289,10 +282,7 @@ class WindowMerger:
         self.table = table
         self.detector = detector
         self.retention_s = retention_s
-        self.values: list[str] = []
-        self._ids: dict[str, int] = {}
-        self._names = np.zeros(0, dtype=object)
-        self._filled = 0
+        self.dictionary = ValueIds()
         self.shard_wm: dict[int, int] = {}
         self.shard_horizon: dict[int, int] = {}  # what each counts partition can still correct
         self._pending: dict[int, list[_Chunk]] = {}
@@ -324,29 +314,11 @@ class WindowMerger:
 
     # -- merging ------------------------------------------------------------------------------
 
-    def _global_ids(self, values: Sequence[str]) -> npt.NDArray[np.uint32]:
-        ids = np.empty(len(values), dtype=np.uint32)
-        for i, v in enumerate(values):
-            gid = self._ids.get(v)
-            if gid is None:
-                gid = self._ids[v] = len(self.values)
-                self.values.append(v)
-            ids[i] = gid
-        have, want = self._filled, len(self.values)
-        if have < want:  # the names as an object array, grown by doubling
-            if want > len(self._names):
-                grown = np.empty(max(want, 2 * len(self._names)), dtype=object)
-                grown[:have] = self._names[:have]
-                self._names = grown
-            self._names[have:want] = self.values[have:want]
-            self._filled = want
-        return ids
-
     def add(self, msg: WindowCounts, offset: int) -> MergeResult:
         """Merge one counts partition's message at ``offset``; publish what every counts
         partition has passed; returns the alerts to send."""
         rows = msg.rows
-        ids = self._global_ids(rows.values)
+        ids = self.dictionary.ids(rows.values)
         chunk = _Chunk(
             rows.size, rows.start, ids[rows.vid] if len(rows) else rows.vid, rows.packets, rows.sources
         )
@@ -471,7 +443,7 @@ class WindowMerger:
             else None
         )
         columns = (merged.size, merged.start, merged.vid, merged.packets, merged.sources)
-        for key, value in self.bundles.writes_rows(self.kind, self._names, columns, revisions):
+        for key, value in self.bundles.writes_rows(self.kind, self.dictionary.names(), columns, revisions):
             self.table[key] = value
         self.published_windows += _count_windows(merged)
         if not first_time:
@@ -487,7 +459,13 @@ class WindowMerger:
             return alerts
         w = merged.select(watched)
         rows = WindowRows(
-            self.kind, cast(Sequence[str], self._names), w.size, w.start, w.vid, w.packets, w.sources
+            self.kind,
+            cast(Sequence[str], self.dictionary.names()),
+            w.size,
+            w.start,
+            w.vid,
+            w.packets,
+            w.sources,
         )
         for window in rows.windows():
             raised = self.detector.observe(window)

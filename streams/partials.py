@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from darkscope.errors import UndecodableMessage
-from schemas.codec import Codec
+from schemas.codec import Codec, unpack_columns
 from schemas.registry import default_schemas
 from streams.sketch import mix64
 
@@ -226,12 +226,7 @@ def decode_frame(codec: Codec, data: bytes) -> PartialFrame:
     for k in r["kinds"]:
         if k["kind"] not in KINDS:
             raise UndecodableMessage(f"PartialCounts of unknown kind {k['kind']!r}")
-        cols = {}
-        for name in _COLUMNS:
-            raw = k[name]
-            if len(raw) % dt[name].itemsize:
-                raise UndecodableMessage(f"column {name} is not a whole number of {dt[name]} values")
-            cols[name] = np.frombuffer(raw, dtype=dt[name])
+        cols = unpack_columns(k, dt)
         if not (len(cols["minute"]) == len(cols["value_idx"]) == len(cols["packets"])) or not (
             len(cols["pair_minute"]) == len(cols["pair_value_idx"]) == len(cols["pair_addr"])
         ):

@@ -1,29 +1,29 @@
-"""Counting that survives a counts partition moving to another worker.
+"""Counting that survives a partition moving to another worker.
 
-The count agent keeps open windows (and closed ones that late packets may still correct) in
-memory, and Faust commits the offsets of the partial counts it has merged. When a rebalance
-moves a counts partition to another worker (a worker added or removed, KEDA scaling, a
-restart), the new owner resumes at the committed offset with none of that memory: the
-partials merged into still-open windows would be lost, and an hour window written by the new
-owner would overwrite the old owner's value with a smaller one.
+Both counting stages keep state in memory: a counts partition its open windows (and closed
+ones that late packets may still correct, :mod:`streams.shard`), the merge stage a kind's
+windows waiting for every counts partition (:mod:`streams.merge`). Faust commits the offsets
+of what they merged. When a rebalance moves a partition to another worker (a worker added or
+removed, KEDA scaling, a restart), the new owner resumes at the committed offset with none of
+that memory: what was merged into windows still open would be lost.
 
-So each kind keeps a **replay point** in the ``window_counts`` table (key ``kind|replay``):
+So each keeps a **replay point** in the ``window_counts`` table (key ``#counts-<n>|replay`` for
+counts partition n, ``kind|replay`` for a kind's merge):
 
-- ``final_before``: an hour boundary below which every window of the kind is final. It is
-  the worker's retention horizon (watermark minus ``retention``: late packets can no longer
-  correct those windows) rounded down to the hour, so no hour window straddles it;
-- ``offset``: the oldest offset, in the kind's counts partition, of a partial that touched a
-  window at or after ``final_before``.
+- ``final_before``: an hour boundary below which every window is final. It is the retention
+  horizon (watermark minus ``retention``: late packets can no longer correct those windows)
+  rounded down to the hour, so no hour window straddles it;
+- ``offset``: the oldest offset, in the partition, of a message that touched a window at or
+  after ``final_before``.
 
 It is written whenever ``final_before`` moves on (once per hour of event time). Faust flushes
 table writes before it commits offsets, so the replay point in the changelog is never behind
-the committed offset. A worker that receives the first partial of a kind (a new owner, or
+the committed offset. A worker that receives the first message of a partition (a new owner, or
 the same worker after a restart) reads the replay point from the table (restored from the
 changelog) and re-reads the partition from ``offset`` up to the message in hand, merging only
 rows at or after ``final_before``. That rebuilds every window that is not final exactly as the
-old owner had it: every partial that touched it is at or after ``offset``. Rows before
-``final_before`` are dropped: the old owner counted them into final windows, which the table
-holds.
+old owner had it: every message that touched it is at or after ``offset``. Rows before
+``final_before`` are dropped: the old owner counted them into final windows.
 
 A packet batch can be enriched twice (Kafka delivers at least once: a worker that stops or
 loses its packets partition before committing), and its partials then come twice: the replay
@@ -31,9 +31,11 @@ point also remembers the newest packet offset merged per packets partition, and 
 or before it is a repeat (:meth:`ReplayPoint.first_time`). A new owner rebuilds that from the
 partials it re-reads: the original of any repeat that still matters is among them.
 
-Windows the old owner had already closed are closed again with the same counts (the same
-table value is written again) and fold into the alert baseline, but raise no alert a second
-time: :func:`published_until` tells, from the table, up to where windows were published.
+Windows a counts partition's old owner had already closed are closed again with the same
+counts and sent again; the merge stage takes them as replacements of what that partition sent
+(nothing counts twice). A new merge owner publishes again what it rebuilt, and raises no alert
+a second time: :func:`published_until` tells, from the table, up to where windows were
+published.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from streams.partials import Partial
 from streams.sketch import HLL_P, INV_POW2, estimate, hll_positions
 from streams.watermark import FLUSH
 
-__all__ = ["MINUTE", "HOUR", "SIZES", "ClosedWindow", "KindWindows", "WindowRows"]
+__all__ = ["HOUR", "MINUTE", "SIZES", "ClosedWindow", "KindWindows", "ValueIds", "WindowRows"]
 
 I64 = npt.NDArray[np.int64]
 U32 = npt.NDArray[np.uint32]
@@ -329,6 +329,41 @@ def _first_of_runs(*sorted_keys: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
     return first
 
 
+class ValueIds:
+    """A dictionary of dimension values: each value's dense id, and the values as an object
+    array for fancy indexing (it may be longer than the list; grown by doubling)."""
+
+    def __init__(self) -> None:
+        """No values yet."""
+        self.values: list[str] = []
+        self._ids: dict[str, int] = {}
+        self._names: npt.NDArray[np.object_] = np.zeros(0, dtype=object)
+        self._filled = 0
+
+    def ids(self, values: Sequence[str]) -> U32:
+        """The id of each value, new ones added."""
+        ids = np.empty(len(values), dtype=np.uint32)
+        for i, v in enumerate(values):
+            gid = self._ids.get(v)
+            if gid is None:
+                gid = self._ids[v] = len(self.values)
+                self.values.append(v)
+            ids[i] = gid
+        return ids
+
+    def names(self) -> npt.NDArray[np.object_]:
+        """The values as an object array, indexable by id."""
+        have, want = self._filled, len(self.values)
+        if have < want:
+            if want > len(self._names):
+                grown = np.empty(max(want, 2 * len(self._names)), dtype=object)
+                grown[:have] = self._names[:have]
+                self._names = grown
+            self._names[have:want] = self.values[have:want]
+            self._filled = want
+        return self._names
+
+
 class KindWindows:
     """Open 1-minute and 1-hour windows of one dimension kind, closed by a watermark.
 
@@ -347,10 +382,8 @@ class KindWindows:
         """Empty windows for ``kind``."""
         self.kind = kind
         self.retention_s = retention_s
-        self.values: list[str] = []
-        self._ids: dict[str, int] = {}
-        self._names_array: npt.NDArray[np.object_] = np.zeros(0, dtype=object)
-        self._names_filled = 0
+        self.dictionary = ValueIds()
+        self.values = self.dictionary.values
         # Rows of open minutes, not yet reduced, as chunks with their earliest minute: a close
         # touches only the chunks that reach back before the watermark.
         self._open: list[tuple[int, _Rows]] = []
@@ -369,21 +402,11 @@ class KindWindows:
         self.max_minute = -(2**62)  # start of the latest minute that received rows
         self._horizon = -(2**62)  # closed minutes before this are forgotten
 
-    def _global_ids(self, values: Sequence[str]) -> U32:
-        ids = np.empty(len(values), dtype=np.uint32)
-        for i, v in enumerate(values):
-            gid = self._ids.get(v)
-            if gid is None:
-                gid = self._ids[v] = len(self.values)
-                self.values.append(v)
-            ids[i] = gid
-        return ids
-
     def add(self, p: Partial) -> None:
         """Merge one partial; rows of closed minutes reopen them (within the retention)."""
         if not len(p.minute):
             return
-        gids = self._global_ids(p.values)
+        gids = self.dictionary.ids(p.values)
         rows = _Rows(
             p.minute,
             gids[p.value_idx],
@@ -525,23 +548,6 @@ class KindWindows:
         self._hours.add(hours_of, v, n, phours_of, pv, pa)
         self._open_minutes.difference_update(_distinct(m))
         return m, v, n, uniq
-
-    def names_of(self, vids: npt.NDArray[Any]) -> list[str]:
-        """The value names of value ids."""
-        return list(self._names()[vids].tolist())
-
-    def _names(self) -> npt.NDArray[np.object_]:
-        """The value names as an object array (for fancy indexing; it may be longer than the
-        list), extended as values come, by doubling so that it is not rebuilt every time."""
-        have, want = self._names_filled, len(self.values)
-        if have < want:
-            if want > len(self._names_array):
-                grown = np.empty(max(want, 2 * len(self._names_array)), dtype=object)
-                grown[:have] = self._names_array[:have]
-                self._names_array = grown
-            self._names_array[have:want] = self.values[have:want]
-            self._names_filled = want
-        return self._names_array
 
     def flush(self) -> WindowRows:
         """Close everything (end of input)."""

@@ -345,3 +345,27 @@ def test_closes_put_off_by_the_throttle_happen_on_the_timer_and_change_nothing(
     wins, ids = reference
     assert _windows(lc.table) == wins
     assert [a["alert_id"] for a in lc.alerts] == ids
+
+
+def test_published_windows_are_kept_while_a_counts_partition_can_still_correct_them() -> None:
+    table: dict[bytes, bytes] = {}
+    merger = WindowMerger("port", 2, table, detector_of(SETTINGS), 600)
+    i = np.zeros(1, np.int64)
+
+    def msg(shard: int, watermark: int, start: int, packets: int, horizon: int) -> WindowCounts:
+        rows = WindowRows(
+            "port", ["23/tcp"], np.zeros(1, np.uint8), i + start, np.zeros(1, np.uint32), i + packets, i + 1
+        )
+        return WindowCounts(shard, 2, watermark, rows, horizon)
+
+    merger.add(msg(0, H + 7200, H, 5, H + 6600), 0)
+    merger.add(msg(1, H + 7200, H, 7, H - 3600), 1)  # its data lags: it corrects from H - 1 h
+    # Two hours on, with a retention of 600 s; counts partition 1 corrects minute H.
+    merger.add(msg(1, H + 7200, H, 9, H - 3600), 2)
+    minute = orjson.loads(table[b"port|1m|%d" % H])["minutes"][0]
+    assert (minute["packets"], minute["revision"]) == ([14], 1)
+    # Both horizons move past the minute: it is forgotten, and a copy sent again is too late.
+    merger.add(msg(0, H + 9000, H + 8000, 1, H + 8400), 3)
+    merger.add(msg(1, H + 9000, H + 8000, 1, H + 8400), 4)
+    result = merger.add(msg(1, H + 9000, H, 9, H + 8400), 5)
+    assert result.too_late == 1 and result.corrected == 0

@@ -15,131 +15,23 @@ work spread over partitions the per-window Python cost would be paid once per pa
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from streams.hours import Hours, distinct, first_of_runs
 from streams.partials import Partial
-from streams.sketch import HLL_P, INV_POW2, estimate, hll_positions
+from streams.rows import HOUR, MINUTE, SIZES, ClosedWindow, WindowRows
 from streams.watermark import FLUSH
 
+# ClosedWindow, WindowRows and the size codes are re-exported: windows are what this makes.
 __all__ = ["HOUR", "MINUTE", "SIZES", "ClosedWindow", "KindWindows", "ValueIds", "WindowRows"]
 
 I64 = npt.NDArray[np.int64]
 U32 = npt.NDArray[np.uint32]
 U64 = npt.NDArray[np.uint64]
-U8 = npt.NDArray[np.uint8]
-
-MINUTE, HOUR = 0, 1  # size codes of WindowRows
-SIZES = ("1m", "1h")
-SECONDS = (60, 3600)
-
-
-@dataclass(frozen=True, eq=False)
-class WindowRows:
-    """Closed windows of one kind as columns: one row per (window, value), sorted by size,
-    start and value id; ``values`` is the dictionary the value ids index."""
-
-    kind: str
-    values: Sequence[str]
-    size: U8
-    start: I64
-    vid: U32
-    packets: I64
-    sources: I64
-
-    @staticmethod
-    def empty(kind: str, values: Sequence[str] = ()) -> WindowRows:
-        """No rows."""
-        i = np.zeros(0, np.int64)
-        return WindowRows(kind, values, np.zeros(0, np.uint8), i, np.zeros(0, np.uint32), i, i)
-
-    def __len__(self) -> int:
-        return len(self.start)
-
-    @property
-    def end(self) -> I64:
-        """Exclusive end of each row's window, seconds."""
-        return self.start + np.where(self.size == MINUTE, 60, 3600)
-
-    def select(self, rows: npt.NDArray[Any]) -> WindowRows:
-        """The rows picked by a mask or an index array."""
-        return WindowRows(
-            self.kind,
-            self.values,
-            self.size[rows],
-            self.start[rows],
-            self.vid[rows],
-            self.packets[rows],
-            self.sources[rows],
-        )
-
-    def windows(self) -> list[ClosedWindow]:
-        """One :class:`ClosedWindow` per (size, start) (for the alert rules and tests)."""
-        out = []
-        names = np.asarray(self.values, dtype=object)
-        first = np.ones(len(self), dtype=bool)
-        first[1:] = (self.size[1:] != self.size[:-1]) | (self.start[1:] != self.start[:-1])
-        bounds = [*np.flatnonzero(first).tolist(), len(self)]
-        for a, b in itertools.pairwise(bounds):
-            out.append(
-                ClosedWindow(
-                    self.kind,
-                    SIZES[int(self.size[a])],
-                    int(self.start[a]),
-                    names[self.vid[a:b]].tolist() if b > a else [],
-                    self.packets[a:b],
-                    self.sources[a:b],
-                )
-            )
-        return out
-
-
-@dataclass(frozen=True, eq=False)
-class ClosedWindow:
-    """Final counts of one window, as columns: per value, packets and unique addresses."""
-
-    kind: str
-    size: str  # "1m" or "1h"
-    start: int  # seconds since the epoch, UTC
-    values: list[str]
-    packets: I64
-    sources: I64
-    revision: int = 0  # 0 when first closed; n when late rows re-closed it for the n-th time
-
-    @classmethod
-    def of(
-        cls, kind: str, size: str, start: int, counts: Mapping[str, tuple[int, int]], revision: int = 0
-    ) -> ClosedWindow:
-        """A window from ``value -> (packets, unique addresses)``."""
-        pairs = list(counts.values())
-        return cls(
-            kind,
-            size,
-            start,
-            list(counts),
-            np.array([p for p, _ in pairs], np.int64),
-            np.array([u for _, u in pairs], np.int64),
-            revision,
-        )
-
-    @cached_property
-    def counts(self) -> dict[str, tuple[int, int]]:
-        """``value -> (packets, unique addresses)`` (built on first use: most windows are only
-        stored, and their columns serialise without it)."""
-        return dict(
-            zip(self.values, zip(self.packets.tolist(), self.sources.tolist(), strict=True), strict=True)
-        )
-
-    @property
-    def end(self) -> int:
-        """Exclusive end, seconds since the epoch."""
-        return self.start + (60 if self.size == "1m" else 3600)
 
 
 @dataclass
@@ -178,155 +70,6 @@ class _Rows:
 
 
 _ROW_FIELDS = ("minute", "vid", "packets", "pair_minute", "pair_vid", "pair_addr")
-
-
-_VID_BITS = 26  # value ids below 2^26 (67M values); hours since the epoch below 2^20 (year 2089)
-
-
-class _Hours:
-    """Every hour window of a kind in columns: packets as (hour, value, packets) rows and one
-    HyperLogLog per (hour, value) kept sparse, as keys ``hour << 38 | value << 12 | register``
-    with their ranks. Rows are appended as minutes close and reduced in one pass when hours
-    close (a replay closes hundreds of hours at once: no Python loop per hour). Closed hours
-    stay, reduced, until the retention forgets them, so that a late minute can reopen its hour.
-    """
-
-    def __init__(self) -> None:
-        """No hours."""
-        self._pk: list[tuple[I64, U32, I64]] = []  # open: (hour start, value id, packets)
-        self._sk: list[tuple[I64, npt.NDArray[np.uint8]]] = []  # open: (key, rank)
-        self.open: set[int] = set()
-        self._done: list[tuple[int, tuple[I64, U32, I64], tuple[I64, npt.NDArray[np.uint8]]]] = []
-        self._pending = 0
-
-    @staticmethod
-    def _keys(hours: I64, vids: U32, reg: npt.NDArray[np.int64]) -> I64:
-        return ((hours // 3600) << (_VID_BITS + HLL_P)) | (vids.astype(np.int64) << HLL_P) | reg
-
-    def add(self, hours: I64, vids: U32, packets: I64, pair_hours: I64, pair_vids: U32, addrs: U64) -> None:
-        """Add (or, with negative counts, take back) packets per (hour, value), and fold
-        (hour, value, address) triples into the sketches."""
-        if len(hours):
-            self._pk.append((hours, vids, packets))
-            self.open.update(_distinct(hours))
-        if len(addrs):
-            reg, rank = hll_positions(addrs)
-            self._sk.append((self._keys(pair_hours, pair_vids, reg), rank))
-            self._pending += len(addrs)
-            if self._pending > 1 << 18:  # compacted: at most one rank per (hour, value, register)
-                self._sk = [_max_rank(*_cat2(self._sk))]
-                self._pending = 0
-
-    def reopen(self, hour: int) -> None:
-        """Bring a closed hour back (its reduced rows join the open ones)."""
-        if hour in self.open:
-            return
-        for i, (newest, pk, sk) in enumerate(self._done):
-            if newest < hour:
-                continue
-            rows = pk[0] == hour
-            srows = (sk[0] >> (_VID_BITS + HLL_P)) * 3600 == hour
-            if rows.any() or srows.any():
-                self._pk.append((pk[0][rows], pk[1][rows], pk[2][rows]))
-                self._sk.append((sk[0][srows], sk[1][srows]))
-                self._done[i] = (
-                    newest,
-                    (pk[0][~rows], pk[1][~rows], pk[2][~rows]),
-                    (sk[0][~srows], sk[1][~srows]),
-                )
-        self.open.add(hour)
-
-    def close(self, watermark_s: int) -> tuple[I64, U32, I64, I64]:
-        """Hours ending by the watermark: (hour start, value id, packets, estimated sources)."""
-        due = [h for h in self.open if h + 3600 <= watermark_s]
-        empty = np.zeros(0, np.int64)
-        if not due:
-            return empty, np.zeros(0, np.uint32), empty, empty
-        self.open.difference_update(due)
-        limit = max(due) + 3600
-        hours, vids, packets = _cat3(self._pk)
-        take = hours + 3600 <= watermark_s
-        if not self.open:
-            take[:] = True
-        rest = ~take
-        self._pk = [(hours[rest], vids[rest], packets[rest])] if rest.any() else []
-        keys, ranks = _cat2(self._sk)
-        stake = (keys >> (_VID_BITS + HLL_P)) * 3600 + 3600 <= min(watermark_s, limit)
-        self._sk = [(keys[~stake], ranks[~stake])] if (~stake).any() else []
-        hours, vids, packets = hours[take], vids[take], packets[take]
-        keys, ranks = _max_rank(keys[stake], ranks[stake])
-        # Packets per (hour, value).
-        group = ((hours // 3600) << _VID_BITS) | vids.astype(np.int64)
-        order = np.argsort(group, kind="stable")
-        g, n = group[order], packets[order]
-        starts = np.flatnonzero(_first_of_runs(g)) if len(g) else np.zeros(0, np.intp)
-        g, n = g[starts], np.add.reduceat(n, starts) if len(n) else n
-        # Sketch estimates per (hour, value): zero registers and the sum of 2^-rank.
-        owner = keys >> HLL_P
-        ostarts = np.flatnonzero(_first_of_runs(owner)) if len(owner) else np.zeros(0, np.intp)
-        set_regs = np.diff(np.append(ostarts, len(owner)))
-        weights = np.add.reduceat(INV_POW2[ranks], ostarts) if len(ostarts) else np.zeros(0)
-        m = 1 << HLL_P
-        est = estimate(m, m - set_regs, (m - set_regs) + weights)
-        sources = np.zeros(len(g), np.int64)
-        pos = np.searchsorted(g, owner[ostarts])
-        hit = pos < len(g)
-        hit[hit] = g[pos[hit]] == owner[ostarts][hit]
-        sources[pos[hit]] = est[hit]
-        out_h, out_v = (g >> _VID_BITS) * 3600, (g & ((1 << _VID_BITS) - 1)).astype(np.uint32)
-        # Keep the closed hours, reduced, for a late minute that reopens one.
-        if len(out_h):
-            self._done.append((int(out_h.max()), (out_h, out_v, n), (keys, ranks)))
-        keep = n > 0  # a value whose packets were all taken back by a reopened minute
-        return out_h[keep], out_v[keep], n[keep], sources[keep]
-
-    def forget(self, horizon: int) -> None:
-        """Closed hours that end by ``horizon`` can no longer be reopened."""
-        self._done = [d for d in self._done if d[0] + 3600 > horizon]
-
-
-def _cat2(chunks: list[tuple[I64, npt.NDArray[np.uint8]]]) -> tuple[I64, npt.NDArray[np.uint8]]:
-    if not chunks:
-        return np.zeros(0, np.int64), np.zeros(0, np.uint8)
-    if len(chunks) == 1:
-        return chunks[0]
-    return np.concatenate([c[0] for c in chunks]), np.concatenate([c[1] for c in chunks])
-
-
-def _cat3(chunks: list[tuple[I64, U32, I64]]) -> tuple[I64, U32, I64]:
-    if not chunks:
-        i = np.zeros(0, np.int64)
-        return i, np.zeros(0, np.uint32), i
-    if len(chunks) == 1:
-        return chunks[0]
-    return tuple(np.concatenate([c[k] for c in chunks]) for k in range(3))  # type: ignore[return-value]
-
-
-def _max_rank(keys: I64, ranks: npt.NDArray[np.uint8]) -> tuple[I64, npt.NDArray[np.uint8]]:
-    """One entry per key with its highest rank, sorted by key."""
-    if not len(keys):
-        return keys, ranks
-    order = np.argsort(keys)
-    keys, ranks = keys[order], ranks[order]
-    starts = np.flatnonzero(_first_of_runs(keys))
-    return keys[starts], np.maximum.reduceat(ranks, starts)
-
-
-def _distinct(values: I64) -> list[int]:
-    """The distinct values of an array whose equal values are adjacent (sorted or grouped)."""
-    return list(values[_first_of_runs(values)].tolist()) if len(values) else []
-
-
-def _first_of_runs(*sorted_keys: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
-    """Mask of the first row of every run of equal keys (keys already sorted together)."""
-    n = len(sorted_keys[0])
-    first = np.ones(n, dtype=bool)
-    if n > 1:
-        differs = np.zeros(n - 1, dtype=bool)
-        for k in sorted_keys:
-            differs |= k[1:] != k[:-1]
-        first[1:] = differs
-    return first
 
 
 class ValueIds:
@@ -391,7 +134,7 @@ class KindWindows:
         # Closed minutes, reduced (packets per minute and value; distinct pairs), kept for
         # reopening; chunks are forgotten whole once their newest minute leaves the retention.
         self._done: list[tuple[int, _Rows]] = []
-        self._hours = _Hours()
+        self._hours = Hours()
         self.reopened = 0
         self.closed_before = -(2**62)  # every minute starting before this is closed
         self.late_packets = 0
@@ -431,7 +174,7 @@ class KindWindows:
         if not len(rows.minute):
             return
         self._open.append((int(rows.minute.min()), rows))
-        self._open_minutes.update(_distinct(rows.minute))
+        self._open_minutes.update(distinct(rows.minute))
         self.packets_added += int(rows.packets.sum())
         self.max_minute = max(self.max_minute, int(rows.minute.max()))
 
@@ -519,7 +262,7 @@ class KindWindows:
         group = ((rows.minute - m0) // 60) * nv + rows.vid
         order = np.argsort(group, kind="stable")
         g, n = group[order], rows.packets[order]
-        starts = np.flatnonzero(_first_of_runs(g))
+        starts = np.flatnonzero(first_of_runs(g))
         g, n = g[starts], np.add.reduceat(n, starts) if len(n) else n
         m, v = (g // nv) * 60 + m0, (g % nv).astype(np.uint32)
         # Every triple's (minute, value) has packets: its index among the groups is dense.
@@ -529,12 +272,12 @@ class KindWindows:
         elif int(rows.pair_addr.max()) < 1 << 32 and len(g) < 1 << 31:
             # IPv4 keys: (group, address) packs into one int64, and one sort dedupes.
             triples = np.sort((dense.astype(np.int64) << 32) | rows.pair_addr.astype(np.int64))
-            triples = triples[_first_of_runs(triples)]
+            triples = triples[first_of_runs(triples)]
             pd, pa = triples >> 32, (triples & 0xFFFFFFFF).astype(np.uint64)
         else:  # 64-bit keys (IPv6 sources hashed): two sort keys
             order = np.lexsort((rows.pair_addr, dense))
             pd, pa = dense[order].astype(np.int64), rows.pair_addr[order]
-            first = _first_of_runs(pd, pa)
+            first = first_of_runs(pd, pa)
             pd, pa = pd[first], pa[first]
         pg = g[pd]
         pm, pv = (pg // nv) * 60 + m0, (pg % nv).astype(np.uint32)
@@ -546,7 +289,7 @@ class KindWindows:
         hours_of = m - m % 3600
         phours_of = pm - pm % 3600
         self._hours.add(hours_of, v, n, phours_of, pv, pa)
-        self._open_minutes.difference_update(_distinct(m))
+        self._open_minutes.difference_update(distinct(m))
         return m, v, n, uniq
 
     def flush(self) -> WindowRows:

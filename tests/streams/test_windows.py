@@ -169,46 +169,6 @@ def test_flush_closes_everything_but_later_data_still_counts() -> None:
     assert sum(p for w in windows.flush().windows() for p, _ in w.counts.values() if w.size == "1m") == 1
 
 
-@given(
-    st.lists(st.lists(st.integers(0, 2**40), max_size=3000), min_size=1, max_size=4),
-    st.integers(1, 3),
-    st.integers(1, 3),
-)
-@settings(max_examples=40, deadline=None)
-def test_sparse_hour_sketches_estimate_what_a_dense_hyperloglog_does(
-    chunks: list[list[int]], nvalues: int, nhours: int
-) -> None:
-    """Every (hour, value)'s sparse register -> rank sketch gives the dense HLL's estimate,
-    closed in one pass over several hours; packets add up per (hour, value)."""
-    from streams.windows import _Hours
-
-    hours = _Hours()
-    dense = np.zeros((nhours, nvalues, 1 << HLL_P), np.uint8)
-    packets = np.zeros((nhours, nvalues), np.int64)
-    for i, chunk in enumerate(chunks):
-        addrs = np.array(chunk, dtype=np.uint64)
-        vids = (
-            (np.arange(len(addrs)) % nvalues).astype(np.uint32) if i % 2 else np.zeros(len(addrs), np.uint32)
-        )
-        h = (np.arange(len(addrs)) % nhours).astype(np.int64)
-        starts = T0 + h * 3600
-        hours.add(starts, vids, np.ones(len(addrs), np.int64), starts, vids, addrs)
-        np.add.at(packets, (h, vids), 1)
-        for hour in range(nhours):
-            for v in range(nvalues):
-                hll_update(dense[hour, v], addrs[(vids == v) & (h == hour)])
-    out_h, out_v, out_n, out_s = hours.close(T0 + nhours * 3600)
-    got = {(int(a), int(b)): (int(n), int(e)) for a, b, n, e in zip(out_h, out_v, out_n, out_s, strict=True)}
-    want = {
-        (T0 + hour * 3600, v): (int(packets[hour, v]), hll_estimate(dense[hour, v]))
-        for hour in range(nhours)
-        for v in range(nvalues)
-        if packets[hour, v]
-    }
-    assert got == want
-    assert not hours.open
-
-
 def test_a_partition_that_never_had_data_holds_the_others_back_until_it_has() -> None:
     wm = WatermarkTracker(partitions=2, lateness_s=0)
     wm.update(0, (T0 + 600) * 10**9)

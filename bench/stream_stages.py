@@ -33,10 +33,11 @@ from streams.app import detector_of
 from streams.enrich import Enricher
 from streams.fingerprints import SourceVerdicts
 from streams.geo import GeoResolver
-from streams.merge import WindowMerger, decode_window_counts, window_counts_frames
+from streams.merge import WindowMerger
 from streams.partials import decode_frame, encode_frame
 from streams.services import ServiceRegistry
 from streams.shard import ShardCounter
+from streams.windowcounts import decode_window_counts, window_counts_frames
 
 STAGES = (
     "decode",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 import faust
@@ -33,14 +34,15 @@ from darkscope.settings import KafkaSettings, TopicNames, WorkerSettings
 from schemas.codec import Codec, dead_letter
 from streams.alerts import AlertDetector, AlertThresholds
 from streams.enrich import Enricher
-from streams.merge import WindowMerger, decode_window_counts, window_counts_frames
+from streams.merge import WindowMerger
 from streams.partials import decode_frame, encode_frame, idle_marker
 from streams.progress import PacketsProgress
 from streams.shard import ShardCounter, ShardResult, shard_replay_key
-from streams.takeover import decode_replay_point, read_partition_async, replay_key
+from streams.takeover import decode_replay_point, replay_key, replay_messages
+from streams.windowcounts import decode_window_counts, window_counts_frames
 from streams.windowstore import window_key
 
-__all__ = ["WorkerState", "create_app", "detector_of", "window_key"]
+__all__ = ["WorkerState", "create_app", "detector_of", "faust_app", "window_key"]
 
 IDLE_REFRESH_S = 30.0  # an idle packets partition is reported again this often
 CLOSE_EVERY_S = 1.0  # a counts partition closes windows at most this often (and when idle)
@@ -102,10 +104,10 @@ def _reason(exc: Exception) -> str:
     return "unknown_schema" if isinstance(exc, UnknownSchema) else "undecodable"
 
 
-def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicNames) -> faust.App:
-    """The Faust app with its agents, table and timer."""
+def faust_app(settings: WorkerSettings, kafka: KafkaSettings) -> faust.App:
+    """The Faust app and the settings that mattered (measured; see the comments)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    return faust.App(
         settings.app_id,
         broker=f"kafka://{kafka.bootstrap}",
         value_serializer="raw",
@@ -135,6 +137,11 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
         # issue #88); partial counts are small and many, so give the buffers room.
         stream_buffer_maxsize=65536,
     )
+
+
+def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicNames) -> faust.App:
+    """The Faust app with its agents, table and timers."""
+    app = faust_app(settings, kafka)
     parts = kafka.partitions
     state = WorkerState(settings, kafka, progress=PacketsProgress(settings.idle_after, IDLE_REFRESH_S))
     progress = cast(PacketsProgress, state.progress)
@@ -216,15 +223,9 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
             return shard
         shard = ShardCounter(partition, parts, settings.retention, settings.lateness, CLOSE_EVERY_S)
         final_before, start = decode_replay_point(table.get(shard_replay_key(partition)), partition)
-        frames = []
-        if start < msg.offset:
-            for offset, value in await read_partition_async(
-                kafka.bootstrap, msg.topic, partition, start, msg.offset
-            ):
-                try:
-                    frames.append((offset, decode_frame(state.codec, value)))
-                except CodecError:
-                    continue  # dead-lettered when it was first read
+        frames = await replay_messages(
+            kafka.bootstrap, msg.topic, partition, start, msg.offset, partial(decode_frame, state.codec)
+        )
         n = shard.replay(final_before, frames)
         state.shards[partition] = shard
         logger.info(
@@ -329,15 +330,15 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
             return merger
         merger = WindowMerger(kind, parts, table, detector, settings.retention, msg.partition)
         final_before, start = decode_replay_point(table.get(replay_key(kind)), msg.partition)
-        messages = []
-        if start < msg.offset:
-            for offset, value in await read_partition_async(
-                kafka.bootstrap, msg.topic, msg.partition, start, msg.offset, kind.encode()
-            ):
-                try:
-                    messages.append((offset, decode_window_counts(state.codec, value)))
-                except CodecError:
-                    continue
+        messages = await replay_messages(
+            kafka.bootstrap,
+            msg.topic,
+            msg.partition,
+            start,
+            msg.offset,
+            partial(decode_window_counts, state.codec),
+            kind.encode(),
+        )
         n = merger.replay(final_before, messages)
         state.mergers[kind] = merger
         logger.info(

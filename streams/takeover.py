@@ -43,11 +43,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import orjson
 
+from darkscope.errors import CodecError
 from darkscope.topics import read_range, watermarks
 
 __all__ = [
@@ -58,10 +60,13 @@ __all__ = [
     "published_until",
     "read_partition",
     "read_partition_async",
+    "replay_messages",
     "replay_key",
 ]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 NEVER = -(2**62)  # no window is final yet
 REPLAY_TIMEOUT_S = 600.0
@@ -186,6 +191,29 @@ class Takeover:
     replay_from: int
     replayed: int
     published: dict[str, int]
+
+
+async def replay_messages(
+    bootstrap: str,
+    topic: str,
+    partition: int,
+    start: int,
+    end: int,
+    decode: Callable[[bytes], T],
+    key: bytes | None = None,
+) -> list[tuple[int, T]]:
+    """The (offset, decoded message) a new owner re-reads, from ``start`` up to ``end`` (in a
+    thread: the event loop keeps heartbeats going). Undecodable messages are skipped: they were
+    dead-lettered when first read."""
+    out: list[tuple[int, T]] = []
+    if start >= end:
+        return out
+    for offset, value in await read_partition_async(bootstrap, topic, partition, start, end, key):
+        try:
+            out.append((offset, decode(value)))
+        except CodecError:
+            continue
+    return out
 
 
 async def read_partition_async(

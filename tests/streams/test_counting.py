@@ -17,14 +17,14 @@ from darkscope.settings import WorkerSettings
 from schemas.codec import Codec
 from streams.app import detector_of
 from streams.local import LocalCounting
-from streams.merge import (
+from streams.merge import WindowMerger
+from streams.partials import PartialFrame, aggregate, decode_frame, encode_frame
+from streams.windowcounts import (
     WindowCounts,
-    WindowMerger,
     decode_window_counts,
     encode_window_counts,
     window_counts_frames,
 )
-from streams.partials import PartialFrame, aggregate, decode_frame, encode_frame
 from streams.windows import MINUTE, WindowRows
 
 H = 1_648_771_200  # 2022-04-01 00:00 UTC

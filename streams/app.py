@@ -21,7 +21,6 @@ Anything undecodable goes to darkscope.deadletter with topic, partition, offset 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -130,8 +129,8 @@ def faust_app(settings: WorkerSettings, kafka: KafkaSettings) -> faust.App:
         # (py-spy) for batches that cross loopback or a LAN.
         producer_max_request_size=8 * 2**20,
         # Partials, windows and table writes are small messages; without a linger every one
-        # became its own produce request. Short: the enrich agent waits for its sends.
-        producer_linger=0.002,
+        # became its own produce request.
+        producer_linger=0.01,
         producer_max_batch_size=2**20,
         broker_commit_every=200,
         # Faust drops already-fetched messages when a stream buffer fills (faust-streaming
@@ -197,17 +196,13 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
             except DarkscopeError as exc:
                 await send_dead("bad_record", exc, msg)
                 continue
-            # All of it into the producer's buffer at once, then wait until the broker has it
-            # before the next event (which acks this one): a worker stopped in mid-event has
-            # sent all or nothing, and a killed one never has this offset committed with a
-            # message still in flight (a buffered message is out of the buffer before it is
-            # in the Kafka client, and Faust's flush can miss it: seen as a batch never
-            # enriched after a SIGKILL, and after a SIGTERM when each send was awaited).
-            sent = [enriched_topic.send_soon(value=frame)]
-            sent += [
-                counts_topic.send_soon(value=value, partition=shard) for shard, value in enumerate(frames)
-            ]
-            await asyncio.gather(*sent)
+            # Into the producer's buffer without a pause: a worker stopped in the middle of an
+            # event cannot have sent part of what the event makes (Faust would then commit
+            # the event's offset with a batch unenriched or a partial lost); the buffer is
+            # flushed before every offset commit.
+            enriched_topic.send_soon(value=frame)
+            for shard, value in enumerate(frames):
+                counts_topic.send_soon(value=value, partition=shard)
             state.packets += len(batch)
             state.batches += 1
             now = time.monotonic()

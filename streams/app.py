@@ -21,6 +21,7 @@ Anything undecodable goes to darkscope.deadletter with topic, partition, offset 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -196,13 +197,15 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
             except DarkscopeError as exc:
                 await send_dead("bad_record", exc, msg)
                 continue
-            # Into the producer's buffer without a pause: a worker stopped in the middle of an
-            # event cannot have sent part of what the event makes (Faust would then commit
-            # the event's offset with a batch unenriched or a partial lost); the buffer is
-            # flushed before every offset commit.
-            enriched_topic.send_soon(value=frame)
-            for shard, value in enumerate(frames):
-                counts_topic.send_soon(value=value, partition=shard)
+            # Every message handed to the Kafka client before the event is acked (the next
+            # event acks it): the flush before an offset commit then covers them all. Through
+            # Faust's buffer instead (send_soon), a message taken out of the buffer but not yet
+            # in the client escaped the flush: a batch never enriched after a SIGKILL. Shielded:
+            # a worker stopped in mid-event still hands over all of it (each send awaited in
+            # turn lost a batch's partials to a SIGTERM).
+            sends = [enriched_topic.send(value=frame)]
+            sends += [counts_topic.send(value=value, partition=shard) for shard, value in enumerate(frames)]
+            await asyncio.shield(asyncio.gather(*sends))
             state.packets += len(batch)
             state.batches += 1
             now = time.monotonic()

@@ -61,8 +61,11 @@ class Hours:
         """Add (or, with negative counts, take back) packets per (hour, value), and fold
         (hour, value, address) triples into the sketches."""
         if len(hours):
+            for hour in distinct(hours):
+                # An hour closed already (a flush closes hours whose later minutes are not
+                # late) takes its closed rows back first, or it would close again without them.
+                self.reopen(hour)
             self._pk.append((hours, vids, packets))
-            self.open.update(distinct(hours))
         if len(addrs):
             reg, rank = hll_positions(addrs)
             self._sk.append((self._keys(pair_hours, pair_vids, reg), rank))

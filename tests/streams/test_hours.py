@@ -66,3 +66,15 @@ def test_a_reopened_hour_takes_back_a_minute_and_closes_again() -> None:
     hours.add(np.full(1, T0), v[:1], np.full(1, 2), np.full(1, T0), v[:1], np.array([3], np.uint64))
     h, _, n, s = hours.close(T0 + 3600)
     assert (h.tolist(), n.tolist(), s.tolist()) == ([T0], [3], [3])
+
+
+def test_rows_for_an_hour_closed_already_close_it_again_with_its_old_rows() -> None:
+    """Found by hypothesis: a flush closed an hour whose later minutes were not late yet; a
+    minute of it that came afterwards closed the hour again without the rows it had."""
+    hours = Hours()
+    v = np.zeros(1, np.uint32)
+    hours.add(np.full(1, T0), v, np.ones(1, np.int64), np.full(1, T0), v, np.array([1], np.uint64))
+    assert hours.close(T0 + 3600)[2].tolist() == [1]
+    hours.add(np.full(1, T0), v, np.ones(1, np.int64), np.full(1, T0), v, np.array([2], np.uint64))
+    h, _, n, s = hours.close(T0 + 3600)
+    assert (h.tolist(), n.tolist(), s.tolist()) == ([T0], [2], [2])

@@ -24,9 +24,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import faust
 
@@ -49,6 +50,8 @@ IDLE_REFRESH_S = 30.0  # an idle packets partition is reported again this often
 CLOSE_EVERY_S = 1.0  # a counts partition closes windows at most this often (and when idle)
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def detector_of(s: WorkerSettings) -> AlertDetector:
@@ -178,6 +181,14 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
             )
         )
 
+    async def decoded(decode: Callable[[Codec, bytes], T], event: Any) -> T | None:
+        """An event's value decoded, or None when it is dead-lettered instead."""
+        try:
+            return decode(state.codec, event.value)
+        except CodecError as exc:
+            await send_dead(_reason(exc), exc, event.message)
+            return None
+
     @app.agent(packets_topic, name="enrich")
     async def enrich(stream: Any) -> None:
         async for event in stream.events():
@@ -246,10 +257,8 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
     async def count(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
-            try:
-                frame = decode_frame(state.codec, event.value)
-            except CodecError as exc:
-                await send_dead(_reason(exc), exc, msg)
+            frame = await decoded(decode_frame, event)
+            if frame is None:
                 continue
             if frame.shards != parts or frame.shard != msg.partition:
                 await send_dead(
@@ -360,10 +369,8 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
     async def merge(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
-            try:
-                wc = decode_window_counts(state.codec, event.value)
-            except CodecError as exc:
-                await send_dead(_reason(exc), exc, msg)
+            wc = await decoded(decode_window_counts, event)
+            if wc is None:
                 continue
             if wc.shards != parts:
                 await send_dead(

@@ -38,9 +38,10 @@ from streams.alerts import AlertDetector, AlertThresholds
 from streams.enrich import Enricher
 from streams.merge import WindowMerger
 from streams.partials import decode_frame, encode_frame, idle_marker
-from streams.progress import PacketsProgress
+from streams.progress import CountBacklog, PacketsProgress
 from streams.shard import ShardCounter, ShardResult, shard_replay_key
 from streams.takeover import decode_replay_point, replay_key, replay_messages
+from streams.transport import App
 from streams.windowcounts import decode_window_counts, window_counts_frames
 from streams.windowstore import window_key
 
@@ -48,6 +49,7 @@ __all__ = ["WorkerState", "create_app", "detector_of", "faust_app", "window_key"
 
 IDLE_REFRESH_S = 30.0  # an idle packets partition is reported again this often
 CLOSE_EVERY_S = 1.0  # a counts partition closes windows at most this often (and when idle)
+PACE_WAIT_S = 1.0  # the longest the enrich agent waits for counting before each batch
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +81,8 @@ class WorkerState:
     codec: Codec = field(default_factory=Codec)
     enricher: Enricher | None = None
     progress: PacketsProgress | None = None
+    backlog: CountBacklog = field(default_factory=CountBacklog)
+    counted: asyncio.Event = field(default_factory=asyncio.Event)
     shards: dict[int, ShardCounter] = field(default_factory=dict)  # counts partition -> counts
     mergers: dict[str, WindowMerger] = field(default_factory=dict)  # kind -> its merge
     detector: AlertDetector | None = None
@@ -111,7 +115,7 @@ def _reason(exc: Exception) -> str:
 def faust_app(settings: WorkerSettings, kafka: KafkaSettings) -> faust.App:
     """The Faust app and the settings that mattered (measured; see the comments)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    return App(
         settings.app_id,
         broker=f"kafka://{kafka.bootstrap}",
         value_serializer="raw",
@@ -128,7 +132,7 @@ def faust_app(settings: WorkerSettings, kafka: KafkaSettings) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=settings.session_timeout / 3,
         # The default fetch size (1 MiB) holds one or two packet batches.
-        consumer_max_fetch_size=32 * 2**20,
+        consumer_max_fetch_size=4 * 2**20,
         # No producer compression: aiokafka's lz4 (cramjam) cost ~40 % of a worker's time
         # (py-spy) for batches that cross loopback or a LAN.
         producer_max_request_size=8 * 2**20,
@@ -189,9 +193,24 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
             await send_dead(_reason(exc), exc, event.message)
             return None
 
+    async def pace() -> None:
+        """Wait while this worker's counting is too far behind its enrichment (bounded: a
+        rebalance in flight must not hold enrichment up)."""
+        deadline = time.monotonic() + PACE_WAIT_S
+        while state.backlog.too_far():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            state.counted.clear()
+            try:
+                await asyncio.wait_for(state.counted.wait(), left)
+            except TimeoutError:
+                return
+
     @app.agent(packets_topic, name="enrich")
     async def enrich(stream: Any) -> None:
         async for event in stream.events():
+            await pace()
             msg = event.message
             try:
                 batch = state.codec.decode_packets(event.value)
@@ -217,6 +236,7 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
             sends = [enriched_topic.send(value=frame)]
             sends += [counts_topic.send(value=value, partition=shard) for shard, value in enumerate(frames)]
             await asyncio.shield(asyncio.gather(*sends))
+            state.backlog.was_enriched(msg.partition, msg.offset)
             state.packets += len(batch)
             state.batches += 1
             now = time.monotonic()
@@ -272,6 +292,9 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
                 continue
             shard = await shard_of(msg.partition, msg)
             result = shard.count(frame, msg.offset)
+            if frame.source_offset >= 0:
+                state.backlog.was_counted(msg.partition, frame.source_partition, frame.source_offset)
+                state.counted.set()
             if result.repeat:
                 logger.info(
                     "counts partition %d: skipped the partial of packet batch [%d]@%d again (counted before)",
@@ -407,6 +430,8 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
             del state.mergers[kind]
             logger.info("the %s windows moved to another worker", kind)
         progress.reassigned()
+        packets = {tp.partition for tp in assigned if tp.topic == topics.packets}
+        state.backlog.forget(packets, counts)
 
     app.on_partitions_assigned.connect(cast(Any, on_assigned))
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-__all__ = ["PacketsProgress"]
+__all__ = ["CountBacklog", "PacketsProgress"]
 
 
 @dataclass
@@ -67,3 +67,50 @@ class PacketsProgress:
             return False
         self.idle_sent[partition] = now
         return True
+
+
+@dataclass
+class CountBacklog:
+    """How far this worker's counting stands behind its enrichment, in packet batches.
+
+    For a packets partition ``p`` and a counts partition ``q`` that the same worker owns, every
+    partial on ``q`` from ``p`` was sent by this worker's enrich agent, so the batches enriched
+    from ``p`` but not yet counted on ``q`` are the offsets between the two. The enrich agent
+    waits while, on some counts partition, the gaps add up to more than ``limit``: counting
+    keeps pace with enrichment (windows close, alerts leave and memory is released as the
+    stream goes, not in one burst after a backlog is read), and the worker's two stages share
+    its one event loop fairly.
+    Pairs owned by different workers are not measured (each worker paces its own)."""
+
+    limit: int = 16
+    enriched: dict[int, int] = field(default_factory=dict)  # packets partition -> last offset
+    first: dict[int, int] = field(default_factory=dict)  # packets partition -> first offset
+    counted: dict[int, dict[int, int]] = field(default_factory=dict)  # q -> p -> last offset
+
+    def was_enriched(self, partition: int, offset: int) -> None:
+        """The enrich agent sent the partials of batch ``offset`` of ``partition``."""
+        self.enriched[partition] = max(offset, self.enriched.get(partition, -1))
+        self.first.setdefault(partition, offset)
+
+    def was_counted(self, shard: int, partition: int, offset: int) -> None:
+        """Counts partition ``shard`` counted the partial of that batch."""
+        seen = self.counted.setdefault(shard, {})
+        seen[partition] = max(offset, seen.get(partition, -1))
+
+    def forget(self, packets: set[int], shards: set[int]) -> None:
+        """Keep only the partitions this worker still owns (after a rebalance)."""
+        self.enriched = {p: o for p, o in self.enriched.items() if p in packets}
+        self.first = {p: o for p, o in self.first.items() if p in packets}
+        self.counted = {q: c for q, c in self.counted.items() if q in shards}
+
+    def behind(self) -> int:
+        """Batches enriched here and not yet counted, on the counts partition furthest behind
+        (0: none, or no pair owned here)."""
+        gap = 0
+        for seen in self.counted.values():
+            gap = max(gap, sum(last - seen.get(p, self.first[p] - 1) for p, last in self.enriched.items()))
+        return gap
+
+    def too_far(self) -> bool:
+        """Whether the enrich agent should wait for counting."""
+        return self.behind() > self.limit

@@ -3,7 +3,7 @@ the test's own."""
 
 from __future__ import annotations
 
-from streams.progress import PacketsProgress
+from streams.progress import CountBacklog, PacketsProgress
 
 
 def _progress(now: list[float]) -> PacketsProgress:
@@ -56,3 +56,25 @@ def test_what_was_processed_survives_a_rebalance_and_idle_reports_start_again() 
     p.reassigned()
     assert p.caught_up(2, 8, None) and not p.caught_up(2, 9, None)
     assert p.idle_due(2, True)  # told again to whoever owns the counts partitions now
+
+
+def test_count_backlog_is_the_batches_enriched_and_not_yet_counted_on_the_slowest_partition() -> None:
+    b = CountBacklog(limit=4)
+    assert b.behind() == 0 and not b.too_far()  # nothing owned yet
+    for offset in range(10, 16):  # packets partition 0: batches 10..15 enriched here
+        b.was_enriched(0, offset)
+    b.was_enriched(1, 7)
+    # Counts partitions 0 and 1 are owned here once they count something.
+    b.was_counted(0, 0, 13)
+    b.was_counted(0, 1, 7)
+    assert b.behind() == 2  # 14 and 15 of partition 0
+    b.was_counted(1, 0, 10)
+    # Counts partition 1: 11..15 of packets partition 0, and batch 7 of partition 1 (never
+    # counted there: everything since the first batch enriched here is behind).
+    assert b.behind() == 6 and b.too_far()
+    b.was_counted(1, 1, 7)
+    b.was_counted(1, 0, 15)
+    assert b.behind() == 2 and not b.too_far()
+    # A counts partition and a packets partition moved away: no longer measured.
+    b.forget({1}, {0})
+    assert b.behind() == 0

@@ -27,10 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from darkscope.settings import WorkerSettings
+from core.settings import WorkerSettings
+from schemas.partials import PartialFrame
 from streams.app import detector_of
+from streams.combiner import aggregate
 from streams.local import LocalCounting
-from streams.partials import PartialFrame, aggregate
 
 T0 = 1_648_771_200  # 2022-04-01 00:00 UTC
 BATCH = 10_000

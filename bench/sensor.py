@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from parse import build_file, cpu_seconds, default_source
 
-from darkscope.settings import KafkaSettings, SensorSettings, TopicNames
-from darkscope.topics import admin_client, ensure_topics
+from core.settings import KafkaSettings, SensorSettings, TopicNames
+from core.topics import admin_client, ensure_topics
 from producers.capture import open_capture
 from producers.run import replay_files
 

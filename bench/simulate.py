@@ -21,8 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from producers.pcapwriter import encode_records
-from producers.regions import load_region_ranges
-from producers.simulate import run_simulation, simulate_quarter
+from producers.sim.regions import load_region_ranges
+from producers.sim.simulate import run_simulation, simulate_quarter
 from schemas.batch import PacketBatch
 
 

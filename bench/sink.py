@@ -43,9 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from confluent_kafka import Producer
 from profiling import py_spy  # bench/, the script's own folder, is on sys.path
 
-from darkscope.settings import KafkaSettings, SinkSettings, TopicNames
-from darkscope.topics import admin_client, ensure_topics
-from producers.simulate import simulate_quarter
+from core.settings import KafkaSettings, SinkSettings, TopicNames
+from core.topics import admin_client, ensure_topics
+from producers.sim.simulate import simulate_quarter
 from schemas.codec import Codec
 from sinks.arrow import EnrichedColumns, arrow_table, columns_from_record
 from sinks.native import native_block

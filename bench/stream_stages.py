@@ -26,18 +26,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from darkscope.settings import WorkerSettings
-from producers.simulate import simulate_quarter
+from core.settings import WorkerSettings
+from producers.sim.simulate import simulate_quarter
 from schemas.codec import Codec
+from schemas.partials import decode_frame, encode_frame
+from schemas.windowcounts import decode_window_counts, window_counts_frames
 from streams.app import detector_of
 from streams.enrich import Enricher
 from streams.fingerprints import SourceVerdicts
 from streams.geo import GeoResolver
 from streams.merge import WindowMerger
-from streams.partials import decode_frame, encode_frame
 from streams.services import ServiceRegistry
 from streams.shard import ShardCounter
-from streams.windowcounts import decode_window_counts, window_counts_frames
 
 STAGES = (
     "decode",

@@ -38,14 +38,14 @@ import orjson
 from confluent_kafka import Consumer, Producer
 from profiling import py_spy  # bench/, the script's own folder, is on sys.path
 
-from darkscope.errors import BrokerError
-from darkscope.settings import KafkaSettings, SensorSettings, TopicNames
-from darkscope.topics import admin_client, ensure_topics, read_range, watermarks
+from core.errors import BrokerError
+from core.settings import KafkaSettings, SensorSettings, TopicNames
+from core.topics import admin_client, ensure_topics, read_range, watermarks
 from producers.run import publish_simulation
 from schemas.batch import PacketBatch
 from schemas.codec import Codec
+from schemas.partials import decode_frame
 from streams.app import window_key
-from streams.partials import decode_frame
 
 REPO = Path(__file__).resolve().parents[1]
 

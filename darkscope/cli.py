@@ -10,9 +10,8 @@ from typing import Any, TypeVar
 
 import click
 
-from darkscope import __version__
-from darkscope.errors import DarkscopeError
-from darkscope.settings import (
+from core.errors import DarkscopeError
+from core.settings import (
     BrokerSettings,
     KafkaSettings,
     SensorSettings,
@@ -20,6 +19,7 @@ from darkscope.settings import (
     TopicNames,
     WorkerSettings,
 )
+from darkscope import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,7 +63,7 @@ def broker() -> None:
 @broker.command("fetch")
 def broker_fetch() -> None:
     """Fetch the pinned broker jars with Maven (done by `up` when needed)."""
-    from darkscope.broker import ensure_jars
+    from core.broker import ensure_jars
 
     click.echo(f"jars in {ensure_jars(BrokerSettings())}")
 
@@ -79,8 +79,8 @@ def broker_up(topics: bool) -> None:
     """Start the broker unless one is running, and create the darkscope topics."""
     import time
 
-    from darkscope import broker as b
-    from darkscope.topics import ensure_topics
+    from core import broker as b
+    from core.topics import ensure_topics
 
     settings = BrokerSettings()
     t0 = time.monotonic()
@@ -101,7 +101,7 @@ def broker_up(topics: bool) -> None:
 @broker.command("status")
 def broker_status() -> None:
     """Say whether the broker runs and answers metadata requests (exit 1 when not)."""
-    from darkscope import broker as b
+    from core import broker as b
 
     st = b.broker_status(BrokerSettings())
     rss = f", RSS {st.rss_bytes / 2**20:.0f} MiB" if st.rss_bytes else ""
@@ -118,7 +118,7 @@ def broker_status() -> None:
 @broker.command("down")
 def broker_down() -> None:
     """Stop the broker cleanly."""
-    from darkscope import broker as b
+    from core import broker as b
 
     if b.stop(BrokerSettings()):
         click.echo("broker stopped")
@@ -138,7 +138,7 @@ def topics() -> None:
 @click.option("--partitions", type=int, default=None, help="Partitions (default DARKSCOPE_PARTITIONS).")
 def topics_create(partitions: int | None) -> None:
     """Create the darkscope topics that are missing."""
-    from darkscope.topics import ensure_topics
+    from core.topics import ensure_topics
 
     for t in ensure_topics(KafkaSettings(), partitions=partitions):
         click.echo(f"{t.name}\t{t.partitions}")
@@ -147,7 +147,7 @@ def topics_create(partitions: int | None) -> None:
 @topics.command("list")
 def topics_list() -> None:
     """List the topics on the cluster with their partition counts."""
-    from darkscope.topics import list_topics
+    from core.topics import list_topics
 
     for t in list_topics(KafkaSettings().bootstrap):
         click.echo(f"{t.name}\t{t.partitions}")
@@ -243,7 +243,7 @@ def simulate(
     prefix_list = list(prefixes) or ["198.51.100.0/24"]
     if to_kafka:
         from producers.run import publish_simulation
-        from producers.sim_model import VolumePlan
+        from producers.sim.model import VolumePlan
 
         quarters = [quarter]
         if previous:
@@ -274,7 +274,7 @@ def simulate(
         return
     if out_dir is None:
         raise click.UsageError("give --out DIR (capture files) or --kafka")
-    from producers.simulate import run_simulation
+    from producers.sim.simulate import run_simulation
 
     result = run_simulation(
         out_dir,
@@ -398,7 +398,7 @@ def sql(query: str, fmt: str, dsn: str | None) -> None:
 )
 def report(quarter: str, sensor: str | None, focus_region: str | None, out_dir: Path | None) -> None:
     """Write the quarterly report (HTML with inline charts, and JSON) from the ClickHouse store."""
-    from darkscope.settings import ReportSettings, SinkSettings
+    from core.settings import ReportSettings, SinkSettings
     from reports.build import write_report
     from reports.changes import ChangeParams
     from reports.events import EventParams

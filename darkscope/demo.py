@@ -26,10 +26,10 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from darkscope import broker as broker_mod
-from darkscope.errors import DarkscopeError
-from darkscope.settings import BrokerSettings, KafkaSettings, SensorSettings, TopicNames
-from darkscope.topics import ensure_topics, watermarks
+from core import broker as broker_mod
+from core.errors import DarkscopeError
+from core.settings import BrokerSettings, KafkaSettings, SensorSettings, TopicNames
+from core.topics import ensure_topics, watermarks
 
 __all__ = ["DemoPlan", "run_demo"]
 

@@ -31,7 +31,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from darkscope.errors import CaptureError
+from core.errors import CaptureError
 from producers.chunks import ChunkSource
 from producers.decode import LINKTYPES, decode
 from producers.frames import Frames, IntArray, ParseResult, Reason, RecordReader

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from darkscope.errors import CaptureError
+from core.errors import CaptureError
 from producers.decode import LINKTYPES, decode
 from producers.frames import Frames
 from schemas.batch import PacketBatch

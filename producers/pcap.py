@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from darkscope.errors import CaptureError, TruncatedRecord
+from core.errors import CaptureError, TruncatedRecord
 from producers.frames import Buffer, Frames, IntArray, ParseResult, Problem, Reason, U8Array, u32
 
 __all__ = [

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from darkscope.errors import CaptureError, TruncatedRecord
+from core.errors import CaptureError, TruncatedRecord
 from producers.frames import Buffer, Frames, IntArray, ParseResult, Problem, Reason, U8Array, u16, u32
 from producers.pcap import MAX_CAPLEN, RESYNC_LIMIT
 

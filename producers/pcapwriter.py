@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, Literal
 import numpy as np
 import numpy.typing as npt
 
-from darkscope.errors import ConfigError
+from core.errors import ConfigError
 from schemas.batch import PacketBatch
 
 __all__ = ["PcapWriter", "PcapngWriter", "encode_records", "open_writer", "write_capture"]

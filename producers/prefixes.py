@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from darkscope.errors import ConfigError
+from core.errors import ConfigError
 from schemas.batch import PacketBatch
 
 __all__ = ["MonitoredSpace"]

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from darkscope.settings import KafkaSettings, SensorSettings, TopicNames
+from core.settings import KafkaSettings, SensorSettings, TopicNames
 from producers.sensor import CaptureCounters, Sensor, SensorReport
 
 __all__ = ["publish_simulation", "replay_files", "sniff_interface"]
@@ -103,7 +103,7 @@ def publish_simulation(
     cache_dir: Path | None = None,
 ) -> tuple[SensorReport, Any]:
     """Publish a simulated quarter straight to Kafka; write its ground truth when asked."""
-    from producers.simulate import simulate_quarter
+    from producers.sim.simulate import simulate_quarter
 
     prefixes = settings.prefixes or ["198.51.100.0/24"]
     sim = simulate_quarter(

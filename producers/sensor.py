@@ -17,12 +17,13 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from darkscope import __version__
-from darkscope.settings import KafkaSettings, SensorSettings, TopicNames
-from producers.kafka import Publisher
+from core import __version__
+from core.publisher import Publisher
+from core.settings import KafkaSettings, SensorSettings, TopicNames
 from producers.prefixes import MonitoredSpace
 from schemas.batch import PacketBatch
 from schemas.codec import Codec
+from schemas.names import SENSOR_HEALTH
 
 __all__ = ["CaptureCounters", "Sensor", "SensorReport"]
 
@@ -200,7 +201,7 @@ class Sensor:
         }
         self.publisher.send(
             self.topics.sensors,
-            self.codec.encode("darkscope.SensorHealth", record),
+            self.codec.encode(SENSOR_HEALTH, record),
             packets=0,
             key=self.settings.sensor_id.encode(),
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from darkscope.errors import ConfigError
+from core.errors import ConfigError
 
 __all__ = ["parse_quarter", "previous_quarter", "quarter_days"]
 

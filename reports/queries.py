@@ -14,7 +14,7 @@ import numpy as np
 
 from reports.quarters import previous_quarter, quarter_days
 from reports.series import Episode, QuarterData, SensorHealth, Series
-from streams.fingerprints import Fingerprint
+from schemas.fingerprints import Fingerprint
 
 __all__ = ["Queryable", "load_quarter", "port_label"]
 

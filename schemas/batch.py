@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from darkscope.errors import SchemaMismatch
+from core.errors import SchemaMismatch
+from schemas.names import PACKET_BATCH
 from schemas.registry import default_schemas
 
 __all__ = [
@@ -28,7 +29,6 @@ __all__ = [
     "row_to_event",
 ]
 
-PACKET_BATCH = "darkscope.PacketBatch"
 ADDRESS6_COLUMNS = ("src6", "dst6")  # empty on the wire when the batch has no IPv6 packet
 
 Array = npt.NDArray[Any]

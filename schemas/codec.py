@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from darkscope.errors import SchemaMismatch, UndecodableMessage, UnknownSchema
+from core.errors import SchemaMismatch, UndecodableMessage, UnknownSchema
 from schemas.batch import ADDRESS6_COLUMNS, PacketBatch, batch_from_events, column_dtypes
+from schemas.names import DEAD_LETTER, PACKET_BATCH, PACKET_EVENT
 from schemas.registry import SchemaSet, default_schemas, fingerprint, full_name
 
 __all__ = [
@@ -41,8 +42,6 @@ __all__ = [
 
 MAGIC = b"\xc3\x01"
 HEADER_LEN = 10
-PACKET_BATCH = "darkscope.PacketBatch"
-PACKET_EVENT = "darkscope.PacketEvent"
 
 
 @dataclass(frozen=True)
@@ -241,7 +240,7 @@ def dead_letter(
         fp -= 2**64  # Avro long is signed
     topic, partition, offset = where
     return codec.encode(
-        "darkscope.DeadLetter",
+        DEAD_LETTER,
         {
             "reason": reason,
             "error": error[:2000],

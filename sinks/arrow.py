@@ -16,11 +16,12 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from darkscope.errors import UndecodableMessage
+from core.errors import UndecodableMessage
 from schemas.batch import PacketBatch
 from schemas.codec import Codec, column_dtypes_of, unpack_columns
+from schemas.enriched import Enriched
+from schemas.names import ENRICHED_BATCH
 from schemas.registry import default_schemas
-from streams.enrich import ENRICHED_BATCH, Enriched
 
 __all__ = [
     "EnrichedColumns",

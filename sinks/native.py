@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from schemas.fingerprints import Fingerprint
 from sinks.arrow import EnrichedColumns, merged_dictionary
 from sinks.schema import ICMP_ERRORS
-from streams.fingerprints import Fingerprint
 
 __all__ = ["DERIVED_COLUMNS", "NATIVE_COLUMNS", "derived_columns", "native_block"]
 

@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from darkscope.errors import StoreLocked, StoreUnavailable
-from darkscope.settings import KafkaSettings, SinkSettings, TopicNames
+from core.errors import StoreLocked, StoreUnavailable
+from core.settings import KafkaSettings, SinkSettings, TopicNames
 from sinks.sink import Sink, SinkStats
 from sinks.store import Store, safe_dsn
 

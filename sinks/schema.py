@@ -61,7 +61,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streams.fingerprints import Fingerprint
+from schemas.fingerprints import Fingerprint
 
 __all__ = [
     "DEDUP_WINDOW",

@@ -37,22 +37,21 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from darkscope.errors import CodecError, StoreUnavailable, UndecodableMessage
-from darkscope.settings import KafkaSettings, SinkSettings, TopicNames
-from producers.kafka import Publisher
+from core.errors import CodecError, StoreUnavailable, UndecodableMessage
+from core.publisher import Publisher
+from core.settings import KafkaSettings, SinkSettings, TopicNames
 from schemas.codec import dead_letter
+from schemas.names import ENRICHED_BATCH, SENSOR_HEALTH
 from sinks.arrow import EnrichedColumns, columns_from_record
 from sinks.inserter import Inserter
 from sinks.native import native_block
 from sinks.store import Store
-from streams.enrich import ENRICHED_BATCH
 
 __all__ = ["INTENT_PREFIX", "Sink", "SinkStats", "parse_intent"]
 
 logger = logging.getLogger(__name__)
 
 INTENT_PREFIX = "darkscope-sink:"
-SENSOR_HEALTH = "darkscope.SensorHealth"
 _HEALTH_BATCH = 1000
 # Inserts handed to the worker thread and not yet committed: one running, one waiting.
 _IN_HAND = 2

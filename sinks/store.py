@@ -33,12 +33,12 @@ import clickhouse_connect
 import pyarrow as pa
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
-from darkscope.errors import QueryFailed, StoreLocked, StoreUnavailable
+from core.errors import QueryFailed, StoreLocked, StoreUnavailable
 from schemas.codec import Codec
+from schemas.enriched import Enriched
 from sinks.arrow import EnrichedColumns, columns_from_enriched, columns_from_record
 from sinks.native import native_block
 from sinks.schema import MIGRATIONS, SCHEMA_MIGRATIONS, ttl_statement
-from streams.enrich import Enriched
 
 __all__ = ["INSERT_SETTINGS", "Store", "chdb_path", "safe_dsn"]
 

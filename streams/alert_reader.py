@@ -10,7 +10,7 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
-from darkscope.errors import CodecError
+from core.errors import CodecError
 from schemas.codec import Codec
 
 __all__ = ["format_alert", "tail_alerts"]

@@ -3,7 +3,7 @@
 - ``enrich`` (source: darkscope.packets): decode a PacketBatch or PacketEvent frame, enrich it
   (:class:`streams.enrich.Enricher`), send the EnrichedBatch to darkscope.enriched and one
   PartialCounts to every counts partition, holding the rows of the addresses routed to it
-  (:mod:`streams.partials`).
+  (:mod:`streams.combiner`).
 - ``count`` (source: darkscope.counts): each counts partition's windows over its addresses
   (:class:`streams.shard.ShardCounter`); closed windows go to darkscope.windows keyed by kind.
 - ``merge`` (source: darkscope.windows): a kind's windows added up over the counts partitions
@@ -31,18 +31,19 @@ from typing import Any, TypeVar, cast
 
 import faust
 
-from darkscope.errors import CodecError, DarkscopeError, UnknownSchema
-from darkscope.settings import KafkaSettings, TopicNames, WorkerSettings
+from core.errors import CodecError, DarkscopeError, UnknownSchema
+from core.settings import KafkaSettings, TopicNames, WorkerSettings
 from schemas.codec import Codec, dead_letter
+from schemas.names import ALERT
+from schemas.partials import decode_frame, encode_frame, idle_marker
+from schemas.windowcounts import decode_window_counts, window_counts_frames
 from streams.alerts import AlertDetector, AlertThresholds
 from streams.enrich import Enricher
 from streams.merge import WindowMerger
-from streams.partials import decode_frame, encode_frame, idle_marker
 from streams.progress import CountBacklog, PacketsProgress
 from streams.shard import ShardCounter, ShardResult, shard_replay_key
 from streams.takeover import decode_replay_point, replay_key, replay_messages
 from streams.transport import App
-from streams.windowcounts import decode_window_counts, window_counts_frames
 from streams.windowstore import window_key
 
 __all__ = ["WorkerState", "create_app", "detector_of", "faust_app", "window_key"]
@@ -413,9 +414,7 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
                 )
             for alert in result.alerts:
                 logger.info("alert %s %s: %s", alert["kind"], alert["key"], alert["message"])
-                alerts_topic.send_soon(
-                    key=alert["key"].encode(), value=state.codec.encode("darkscope.Alert", alert)
-                )
+                alerts_topic.send_soon(key=alert["key"].encode(), value=state.codec.encode(ALERT, alert))
 
     async def on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         # A partition that is not ours any more is re-read by its new owner, and by this

@@ -39,7 +39,7 @@ from typing import Any
 
 from mmdb_writer import MMDBWriter, SearchTreeLeaf, SearchTreeNode, TreeChild
 
-from darkscope.errors import ConfigError, DarkscopeError
+from core.errors import ConfigError, DarkscopeError
 
 __all__ = [
     "ASN_DATABASE_TYPE",

@@ -8,7 +8,6 @@ what comes back.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,35 +15,21 @@ import numpy.typing as npt
 
 from schemas.batch import PacketBatch
 from schemas.codec import Codec, column_dtypes_of, pack_columns
+from schemas.enriched import Enriched
+from schemas.fingerprints import Fingerprint
+from schemas.names import ENRICHED_BATCH
+from schemas.partials import Partial, PartialFrame
 from schemas.registry import default_schemas
-from streams.fingerprints import FINGERPRINTS, Fingerprint, SourceVerdicts, packet_flags, source_keys
-from streams.geo import GeoColumns, GeoResolver
-from streams.partials import Partial, PartialFrame, aggregate
+from streams.combiner import aggregate
+from streams.fingerprints import FINGERPRINTS, SourceVerdicts, packet_flags, source_keys
+from streams.geo import GeoResolver
 from streams.services import ServiceRegistry
 
-__all__ = ["ENRICHED_BATCH", "Enriched", "Enricher", "port_values"]
+__all__ = ["Enricher", "port_values"]
 
-ENRICHED_BATCH = "darkscope.EnrichedBatch"
 ICMP_ERRORS = np.array([3, 4, 5, 11, 12], dtype=np.uint8)
 _PORT_PROTOS = {6: "tcp", 17: "udp", 132: "sctp"}
 _FP_NAMES = [(bit, bit.name.lower()) for bit in FINGERPRINTS if bit.name]
-
-
-@dataclass(frozen=True, eq=False)
-class Enriched:
-    """A packet batch with its per-packet enrichment columns."""
-
-    batch: PacketBatch
-    source_topic: str
-    source_partition: int
-    source_offset: int
-    geo: GeoColumns
-    services: list[str]
-    service_idx: npt.NDArray[np.uint16]
-    fp_flags: npt.NDArray[np.uint16]
-    fp_verdict: npt.NDArray[np.uint16]
-    # np.unique(source_keys(batch), return_inverse=True), shared by the steps that need it.
-    sources: tuple[npt.NDArray[np.uint64], npt.NDArray[np.intp]] | None = None
 
 
 def port_values(

@@ -14,17 +14,16 @@ separate columns of the enriched batch.
 from __future__ import annotations
 
 from collections.abc import Callable
-from enum import IntFlag
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from schemas.batch import PacketBatch
+from schemas.fingerprints import Fingerprint
 
 __all__ = [
     "FINGERPRINTS",
-    "Fingerprint",
     "SourceVerdicts",
     "backscatter",
     "icmp_echo_scan",
@@ -44,17 +43,6 @@ DF = 0x2
 # ZMap >= 4.1 SYN options, bytes 020405b4 01030308 01010402: MSS 1460, NOP, WS 8, NOP, NOP,
 # SACK permitted; as option kinds packed from the most significant byte (see packet_batch.avsc).
 ZMAP41_OPTION_KINDS = 0x0201030101040000
-
-
-class Fingerprint(IntFlag):
-    """Bits of the ``fp_flags`` / ``fp_verdict`` columns."""
-
-    MIRAI = 1
-    ZMAP = 2
-    MASSCAN = 4
-    BACKSCATTER = 8
-    NMAP_SYN = 16
-    ICMP_ECHO_SCAN = 32
 
 
 def _mask(x: Any) -> Mask:

@@ -36,15 +36,15 @@ import maxminddb
 import numpy as np
 import numpy.typing as npt
 
-from darkscope.errors import ConfigError, SchemaMismatch
+from core.errors import ConfigError, SchemaMismatch
 from schemas.batch import PacketBatch
+from schemas.enriched import GeoColumns
 from streams.mmdb_tree import SearchTree
 
 __all__ = [
     "DEFAULT_CACHE_SIZE",
     "UNKNOWN_REGION",
     "UNKNOWN_REGION_NAME",
-    "GeoColumns",
     "GeoRecord",
     "GeoResolver",
     "db_version",
@@ -73,21 +73,6 @@ class GeoRecord:
     region_name: str
     asn: int
     as_org: str
-
-
-@dataclass(frozen=True, eq=False)
-class GeoColumns:
-    """Per-packet region and AS of one batch, dictionary-encoded as in EnrichedBatch."""
-
-    regions: list[str]
-    region_names: list[str]
-    region_idx: U16Array
-    asn: U32Array
-    as_orgs: list[str]
-    as_org_idx: U16Array
-
-    def __len__(self) -> int:
-        return len(self.asn)
 
 
 def default_city_db() -> Path:

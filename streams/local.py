@@ -15,14 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from darkscope.settings import WorkerSettings
+from core.settings import WorkerSettings
 from schemas.codec import Codec
+from schemas.partials import PartialFrame, decode_frame, encode_frame, idle_marker
+from schemas.windowcounts import MAX_ROWS, decode_window_counts, window_counts_frames
 from streams.alerts import AlertDetector
 from streams.merge import WindowMerger
-from streams.partials import PartialFrame, decode_frame, encode_frame, idle_marker
 from streams.shard import ShardCounter, ShardResult, shard_replay_key
 from streams.takeover import decode_replay_point, replay_key
-from streams.windowcounts import MAX_ROWS, decode_window_counts, window_counts_frames
 
 __all__ = ["LocalCounting"]
 

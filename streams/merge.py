@@ -1,6 +1,6 @@
 """The second counting stage: a kind's windows summed over the counts partitions.
 
-Each counts partition counts a disjoint set of addresses (:mod:`streams.partials`), so a
+Each counts partition counts a disjoint set of addresses (:mod:`streams.combiner`), so a
 window's exact packets and unique addresses are the sums of what the partitions counted. The
 counts partitions send their closed windows, with the watermark each has reached, to
 darkscope.windows keyed by kind (the WindowCounts record, :func:`encode_window_counts`);
@@ -30,11 +30,11 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
+from schemas.windowcounts import WindowCounts
+from schemas.windowrows import MINUTE, NEVER, SIZES, WindowRows
 from streams.alerts import SURGE_KINDS, AlertDetector
-from streams.rows import MINUTE, SIZES, WindowRows
-from streams.takeover import NEVER, ReplayPoint, published_until, replay_key
+from streams.takeover import ReplayPoint, published_until, replay_key
 from streams.watermark import FLUSH
-from streams.windowcounts import WindowCounts
 from streams.windows import ValueIds
 from streams.windowstore import MinuteBundles
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from darkscope.errors import ConfigError
+from core.errors import ConfigError
 
 __all__ = ["SearchTree"]
 

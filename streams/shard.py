@@ -1,7 +1,7 @@
 """The first counting stage: one counts partition's windows, without Faust.
 
 Every counts partition receives, for each packet batch, the rows of the addresses routed to it
-(:mod:`streams.partials`). :class:`ShardCounter` merges them into the windows of every kind
+(:mod:`streams.combiner`). :class:`ShardCounter` merges them into the windows of every kind
 (:class:`streams.windows.KindWindows`), closes windows when the watermark over the packets
 partitions passes them, and returns the closed windows to send to the merge stage
 (:mod:`streams.merge`) with the watermark it reached. It also keeps the counts partition's
@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from streams.partials import EMPTY, IDLE, KINDS, PartialFrame
-from streams.takeover import NEVER, ReplayPoint
+from schemas.partials import EMPTY, IDLE, KINDS, PartialFrame
+from schemas.windowrows import NEVER
+from streams.takeover import ReplayPoint
 from streams.watermark import FLUSH, WatermarkTracker
 from streams.windows import KindWindows, WindowRows
 

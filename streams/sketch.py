@@ -4,7 +4,7 @@ Hour windows count unique sources with a HyperLogLog per value (2^12 registers, 
 standard error): an exact hourly set would grow with every source a telescope sees in an hour
 (millions on a /16), while the exact figures are ClickHouse's job (its rollups keep uniq
 states). The same 64-bit mix spreads addresses over the counts partitions
-(:func:`streams.partials.shard_of`).
+(:func:`streams.combiner.shard_of`).
 """
 
 from __future__ import annotations

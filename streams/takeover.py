@@ -49,11 +49,11 @@ from typing import TypeVar
 
 import orjson
 
-from darkscope.errors import CodecError
-from darkscope.topics import read_range, watermarks
+from core.errors import CodecError
+from core.topics import read_range, watermarks
+from schemas.windowrows import NEVER
 
 __all__ = [
-    "NEVER",
     "ReplayPoint",
     "Takeover",
     "decode_replay_point",
@@ -68,7 +68,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-NEVER = -(2**62)  # no window is final yet
 REPLAY_TIMEOUT_S = 600.0
 
 

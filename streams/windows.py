@@ -1,6 +1,6 @@
 """Event-time windows of one dimension kind over one counts partition's addresses.
 
-:class:`KindWindows` merges partials (:mod:`streams.partials`) and closes windows when the
+:class:`KindWindows` merges partials (:mod:`streams.combiner`) and closes windows when the
 event-time watermark (:mod:`streams.watermark`) passes their end:
 
 - 1-minute windows count packets and unique addresses exactly (a set per minute);
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from schemas.partials import Partial
+from schemas.windowrows import HOUR, MINUTE, SIZES, ClosedWindow, WindowRows
 from streams.hours import Hours, distinct, first_of_runs
-from streams.partials import Partial
-from streams.rows import HOUR, MINUTE, SIZES, ClosedWindow, WindowRows
 from streams.watermark import FLUSH
 
 # ClosedWindow, WindowRows and the size codes are re-exported: windows are what this makes.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from darkscope.settings import KafkaSettings, TopicNames, WorkerSettings
-from darkscope.topics import ensure_topics
+from core.settings import KafkaSettings, TopicNames, WorkerSettings
+from core.topics import ensure_topics
 from streams.app import create_app
 
 __all__ = ["run_worker"]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from darkscope import broker as broker_mod
-from darkscope.settings import BrokerSettings, KafkaSettings, TopicNames
-from darkscope.topics import admin_client, ensure_topics
+from core import broker as broker_mod
+from core.settings import BrokerSettings, KafkaSettings, TopicNames
+from core.topics import admin_client, ensure_topics
 
 REPO = Path(__file__).resolve().parent.parent
 # The tests' own broker listens apart from a developer's demo broker (9092).

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from confluent_kafka import Message
 
-from darkscope.topics import read_range, watermarks
+from core.topics import read_range, watermarks
 
 
 def read_all(bootstrap: str, topic: str, timeout: float = 60.0) -> Iterator[Message]:

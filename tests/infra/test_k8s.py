@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
+from core.settings import ALL_SETTINGS, TopicNames
 from darkscope.cli import main
-from darkscope.settings import ALL_SETTINGS, TopicNames
 
 K8S = Path(__file__).resolve().parents[2] / "infra" / "k8s"
 SETTINGS = ALL_SETTINGS

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from darkscope.errors import CaptureError
+from core.errors import CaptureError
 from producers.capture import Capture, open_capture
 from schemas.batch import PacketBatch
 from tests.producers.pktbuild import (

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from darkscope.settings import TopicNames
+from core.settings import TopicNames
 from schemas.codec import Codec
 from tests.kafka_helpers import read_all
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from darkscope.errors import CaptureError, TruncatedRecord
+from core.errors import CaptureError, TruncatedRecord
 from producers.frames import ParseResult, Reason
 from producers.pcap import PcapReader, is_pcap, parse_header
 from tests.producers.pktbuild import ether, feed, ipv4, pcap_file, pcap_header, pcap_record, tcp, udp

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from darkscope.errors import CaptureError, TruncatedRecord
+from core.errors import CaptureError, TruncatedRecord
 from producers.frames import ParseResult
 from producers.pcapng import PcapngReader, is_pcapng
 from tests.producers.pktbuild import block, epb, ether, feed, idb, ipv4, opb, shb, spb, tcp, udp

@@ -17,7 +17,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Packet
 from scapy.utils import rdpcap
 
-from darkscope.errors import ConfigError
+from core.errors import ConfigError
 from producers.pcapwriter import encode_records, open_writer, write_capture
 from schemas.batch import PacketBatch
 
@@ -224,7 +224,7 @@ def test_unknown_format_is_a_config_error(tmp_path: Path) -> None:
 
 
 def _simulated_day() -> PacketBatch:
-    from producers.simulate import simulate_quarter
+    from producers.sim.simulate import simulate_quarter
 
     try:
         sim = simulate_quarter(packets_per_day=1500, days=1, seed=11)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from darkscope.settings import KafkaSettings, SensorSettings, TopicNames
+from core.settings import KafkaSettings, SensorSettings, TopicNames
 from producers.run import publish_simulation, replay_files
-from producers.simulate import run_simulation
+from producers.sim.simulate import run_simulation
 from schemas.codec import Codec
 from tests.kafka_helpers import read_all
 
@@ -80,7 +80,7 @@ def test_replayed_files_are_filtered_to_the_monitored_prefix_and_report_health(
 
 
 def test_bad_prefix_is_a_clear_config_error() -> None:
-    from darkscope.errors import ConfigError
+    from core.errors import ConfigError
     from producers.prefixes import MonitoredSpace
 
     with pytest.raises(ConfigError, match="bad monitored prefix"):

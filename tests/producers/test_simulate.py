@@ -16,11 +16,11 @@ from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 from scapy.utils import rdpcap
 
-from darkscope.errors import ConfigError
-from producers.regions import default_geo_db, load_region_ranges, lookup_regions
-from producers.sim_model import KINDS, REGIONS, TRACKED_PORTS, VolumePlan, port_key
-from producers.sim_truth import DayTraffic
-from producers.simulate import Simulation, run_simulation, simulate_quarter
+from core.errors import ConfigError
+from producers.sim.model import KINDS, REGIONS, TRACKED_PORTS, VolumePlan, port_key
+from producers.sim.regions import default_geo_db, load_region_ranges, lookup_regions
+from producers.sim.simulate import Simulation, run_simulation, simulate_quarter
+from producers.sim.truth import DayTraffic
 from schemas.batch import PacketBatch
 
 Array = npt.NDArray[Any]

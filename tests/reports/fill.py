@@ -6,8 +6,8 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from producers.sim_truth import GroundTruth
-from producers.simulate import simulate_quarter
+from producers.sim.simulate import simulate_quarter
+from producers.sim.truth import GroundTruth
 from sinks.store import Store
 from streams.enrich import Enricher
 from streams.geo import GeoResolver

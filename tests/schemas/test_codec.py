@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from darkscope.errors import CodecError, SchemaMismatch, UndecodableMessage, UnknownSchema
+from core.errors import CodecError, SchemaMismatch, UndecodableMessage, UnknownSchema
 from schemas.batch import PacketBatch, column_dtypes
 from schemas.codec import MAGIC, PACKET_BATCH, PACKET_EVENT, Codec, read_fingerprint
 from schemas.registry import SchemaSet, default_schemas, fingerprint

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from producers.simulate import simulate_quarter
+from producers.sim.simulate import simulate_quarter
+from schemas.enriched import Enriched
 from sinks.store import Store
-from streams.enrich import Enriched, Enricher
+from streams.enrich import Enricher
 from streams.fingerprints import SourceVerdicts
 from streams.geo import GeoResolver
 from streams.services import ServiceRegistry

@@ -7,12 +7,12 @@ import ipaddress
 import numpy as np
 import pytest
 
-from darkscope.errors import UndecodableMessage
+from core.errors import UndecodableMessage
 from schemas.batch import PacketBatch
 from schemas.codec import Codec
+from schemas.fingerprints import Fingerprint
 from sinks.arrow import EnrichedColumns, arrow_table, columns_from_record
 from sinks.store import Store
-from streams.fingerprints import Fingerprint
 from tests.sinks.conftest import EnrichedWeek
 
 

@@ -10,11 +10,11 @@ import numpy as np
 
 from schemas.batch import PacketBatch
 from schemas.codec import Codec
+from schemas.fingerprints import Fingerprint
 from sinks.arrow import EnrichedColumns, arrow_table, columns_from_record
 from sinks.native import DERIVED_COLUMNS, NATIVE_COLUMNS, native_block
 from sinks.schema import MIGRATIONS, SCHEMA_MIGRATIONS
 from sinks.store import Store
-from streams.fingerprints import Fingerprint
 from tests.sinks.conftest import EnrichedWeek
 
 # Every column of the raw table, as a row hash, and the rows counted.

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from darkscope.settings import KafkaSettings, SensorSettings, TopicNames
-from darkscope.topics import watermarks
+from core.settings import KafkaSettings, SensorSettings, TopicNames
+from core.topics import watermarks
 from producers.run import publish_simulation
 from sinks.store import Store
 from tests.sinks.truth import assert_store_matches_truth

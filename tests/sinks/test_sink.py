@@ -11,8 +11,8 @@ from typing import Any, NamedTuple
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from darkscope.settings import KafkaSettings, SinkSettings, TopicNames
-from darkscope.topics import watermarks
+from core.settings import KafkaSettings, SinkSettings, TopicNames
+from core.topics import watermarks
 from schemas.codec import Codec
 from sinks.sink import INTENT_PREFIX, Sink, SinkStats, parse_intent
 from sinks.store import Store

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from darkscope.errors import QueryFailed, StoreLocked
+from core.errors import QueryFailed, StoreLocked
 from schemas.registry import default_schemas
 from sinks.arrow import columns_from_record
 from sinks.schema import MIGRATIONS, ROLLUP_TABLES

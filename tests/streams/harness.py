@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from darkscope.settings import TopicNames
-from darkscope.topics import admin_client
+from core.settings import TopicNames
+from core.topics import admin_client
 from schemas.codec import Codec
 from tests.kafka_helpers import read_all
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from darkscope.errors import ConfigError
+from core.errors import ConfigError
 from streams.asn_build import (
     ASN_DATABASE_TYPE,
     ASN_PACKAGE_VERSION,

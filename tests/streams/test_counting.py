@@ -12,19 +12,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from darkscope.errors import UndecodableMessage
-from darkscope.settings import WorkerSettings
+from core.errors import UndecodableMessage
+from core.settings import WorkerSettings
 from schemas.codec import Codec
-from streams.app import detector_of
-from streams.local import LocalCounting
-from streams.merge import WindowMerger
-from streams.partials import PartialFrame, aggregate, decode_frame, encode_frame
-from streams.windowcounts import (
+from schemas.partials import PartialFrame, decode_frame, encode_frame
+from schemas.windowcounts import (
     WindowCounts,
     decode_window_counts,
     encode_window_counts,
     window_counts_frames,
 )
+from streams.app import detector_of
+from streams.combiner import aggregate
+from streams.local import LocalCounting
+from streams.merge import WindowMerger
 from streams.windows import MINUTE, WindowRows
 
 H = 1_648_771_200  # 2022-04-01 00:00 UTC

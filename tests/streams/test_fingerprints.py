@@ -7,9 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.batch import PacketBatch
+from schemas.fingerprints import Fingerprint
 from streams.fingerprints import (
     ZMAP41_OPTION_KINDS,
-    Fingerprint,
     SourceVerdicts,
     backscatter,
     icmp_echo_scan,

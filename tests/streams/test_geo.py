@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from mmdb_writer import MMDBWriter
 from netaddr import IPSet
 
-from darkscope.errors import ConfigError
+from core.errors import ConfigError
 from schemas.batch import PacketBatch
-from streams.geo import GeoColumns, GeoRecord, GeoResolver, default_city_db
+from schemas.enriched import GeoColumns
+from streams.geo import GeoRecord, GeoResolver, default_city_db
 from tests.streams.conftest import KNOWN_ADDRESSES, UNKNOWN_ADDRESSES, write_mmdb
 
 

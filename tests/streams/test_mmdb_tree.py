@@ -9,7 +9,7 @@ import maxminddb
 import numpy as np
 import pytest
 
-from darkscope.errors import ConfigError
+from core.errors import ConfigError
 from streams.geo import default_city_db
 from streams.mmdb_tree import SearchTree
 from tests.streams.conftest import KNOWN_ADDRESSES, UNKNOWN_ADDRESSES

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from darkscope.settings import TopicNames
-from darkscope.topics import watermarks
-from producers.kafka import Publisher
-from producers.simulate import simulate_quarter
+from core.publisher import Publisher
+from core.settings import TopicNames
+from core.topics import watermarks
+from producers.sim.simulate import simulate_quarter
 from schemas.batch import PacketBatch
 from schemas.codec import Codec
 from tests.kafka_helpers import read_all

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from darkscope.errors import ConfigError
+from core.errors import ConfigError
 from streams.services import ServiceRegistry, default_registry_path
 
 TCP, UDP, SCTP, ICMP, ICMPV6, GRE = 6, 17, 132, 1, 58, 47

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from streams.takeover import NEVER, ReplayPoint, decode_replay_point, published_until, replay_key
+from schemas.windowrows import NEVER
+from streams.takeover import ReplayPoint, decode_replay_point, published_until, replay_key
 from streams.windows import ClosedWindow
 from streams.windowstore import MinuteBundles, window_key
 

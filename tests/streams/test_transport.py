@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from darkscope.settings import KafkaSettings, WorkerSettings
+from core.settings import KafkaSettings, WorkerSettings
 from streams.app import faust_app
 from streams.transport import FETCH_MAX_WAIT_MS
 

@@ -7,8 +7,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.partials import Partial
-from streams.partials import aggregate as aggregate_shards
+from schemas.partials import Partial
+from streams.combiner import aggregate as aggregate_shards
 from streams.sketch import HLL_P, hll_estimate, hll_update
 from streams.watermark import FLUSH, WatermarkTracker
 from streams.windows import ClosedWindow, KindWindows

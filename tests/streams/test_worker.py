@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from darkscope.settings import KafkaSettings, SensorSettings, TopicNames
-from producers.kafka import Publisher
+from core.publisher import Publisher
+from core.settings import KafkaSettings, SensorSettings, TopicNames
 from producers.run import publish_simulation
 from schemas.batch import PacketBatch
 from schemas.codec import Codec
-from streams.fingerprints import Fingerprint
+from schemas.fingerprints import Fingerprint
 from streams.geo import GeoResolver
 from tests.kafka_helpers import read_all
 from tests.streams.harness import (

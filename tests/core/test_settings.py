@@ -7,7 +7,7 @@ import re
 import pytest
 from pydantic_settings import BaseSettings
 
-from darkscope import settings as settings_mod
+from core import settings as settings_mod
 from tests.conftest import REPO
 
 SETTINGS_CLASSES = [

@@ -13,13 +13,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["HOUR", "MINUTE", "SIZES", "ClosedWindow", "WindowRows"]
+__all__ = ["HOUR", "MINUTE", "NEVER", "SIZES", "ClosedWindow", "WindowRows"]
 
 I64 = npt.NDArray[np.int64]
 U32 = npt.NDArray[np.uint32]
 U8 = npt.NDArray[np.uint8]
 
 MINUTE, HOUR = 0, 1  # size codes of WindowRows
+NEVER = -(2**62)  # a time before every window: nothing final, reported or corrected yet
 SIZES = ("1m", "1h")
 
 

@@ -25,11 +25,10 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from darkscope.errors import ConfigError
+from core.errors import ConfigError
 from producers.pcapwriter import open_writer
-from producers.regions import RegionRanges, default_geo_db, load_region_ranges, sample_addresses
-from producers.sim_model import CATEGORIES, KINDS, RANDOM_PORT, REGIONS, VolumePlan, expected_rankings
-from producers.sim_packets import (
+from producers.sim.model import CATEGORIES, KINDS, RANDOM_PORT, REGIONS, VolumePlan, expected_rankings
+from producers.sim.packets import (
     MIN_EPISODE,
     Episode,
     backscatter_day,
@@ -39,7 +38,8 @@ from producers.sim_packets import (
     separate_fingerprints,
     source_attributes,
 )
-from producers.sim_truth import DayTraffic, GroundTruth
+from producers.sim.regions import RegionRanges, default_geo_db, load_region_ranges, sample_addresses
+from producers.sim.truth import DayTraffic, GroundTruth
 from schemas.batch import PacketBatch
 
 __all__ = ["RunResult", "SensorSpace", "Simulation", "run_simulation", "simulate_quarter"]

@@ -9,12 +9,12 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from darkscope.errors import UndecodableMessage
+from core.errors import UndecodableMessage
 from schemas.codec import Codec, unpack_columns
+from schemas.names import WINDOW_COUNTS
+from schemas.partials import KINDS
 from schemas.registry import default_schemas
-from streams.partials import KINDS
-from streams.rows import HOUR, WindowRows
-from streams.takeover import NEVER
+from schemas.windowrows import HOUR, NEVER, WindowRows
 
 __all__ = [
     "MAX_ROWS",
@@ -25,7 +25,6 @@ __all__ = [
     "window_counts_frames",
 ]
 
-WINDOW_COUNTS = "darkscope.WindowCounts"
 MAX_ROWS = 100_000  # rows per WindowCounts message (~3 MB with its dictionary)
 _COLUMNS = ("size", "start", "value_idx", "packets", "sources")
 

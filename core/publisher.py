@@ -9,7 +9,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from darkscope.errors import BrokerError
+from core.errors import BrokerError
 
 __all__ = ["DeliveryStats", "Publisher"]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from core.settings import TopicNames
 from darkscope.cli import main
-from darkscope.settings import TopicNames
 
 
 def _free_port() -> int:

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from darkscope.errors import BrokerError
-from darkscope.settings import BrokerSettings
+from core.errors import BrokerError
+from core.settings import BrokerSettings
 
 __all__ = ["BrokerStatus", "KAFKA_VERSION", "broker_status", "ensure_jars", "start", "stop"]
 
@@ -32,7 +32,7 @@ KAFKA_VERSION = "4.1.1"  # keep in step with infra/kafka/pom.xml
 INFRA_DIR = Path(__file__).resolve().parent.parent / "infra" / "kafka"
 
 _SERVER_PROPERTIES = """\
-# Written by darkscope.broker at every start; edit BrokerSettings, not this file.
+# Written by core.broker at every start; edit BrokerSettings, not this file.
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}

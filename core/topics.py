@@ -10,8 +10,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from darkscope.errors import BrokerError
-from darkscope.settings import KafkaSettings, TopicNames
+from core.errors import BrokerError
+from core.settings import KafkaSettings, TopicNames
 
 __all__ = [
     "TopicInfo",

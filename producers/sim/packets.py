@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from darkscope.errors import DarkscopeError
-from producers.sim_model import ICMP, TCP, UDP
+from core.errors import DarkscopeError
+from producers.sim.model import ICMP, TCP, UDP
 from schemas.batch import column_dtypes
 
 __all__ = [

@@ -27,7 +27,7 @@ import maxminddb
 import numpy as np
 import numpy.typing as npt
 
-from darkscope.errors import ConfigError
+from core.errors import ConfigError
 
 __all__ = [
     "RegionRanges",

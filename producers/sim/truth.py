@@ -35,8 +35,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from producers.sim_model import FINGERPRINTS, KINDS, REGIONS, TCP, TRACKED_PORTS, UDP, Event, port_key
-from producers.sim_packets import Episode
+from producers.sim.model import FINGERPRINTS, KINDS, REGIONS, TCP, TRACKED_PORTS, UDP, Event, port_key
+from producers.sim.packets import Episode
 
 __all__ = ["DayTraffic", "GroundTruth", "ranks_with_previous"]
 

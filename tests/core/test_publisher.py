@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from confluent_kafka import Consumer
 
-from darkscope.settings import KafkaSettings
-from darkscope.topics import ensure_topics, list_topics, read_range, watermarks
-from producers.kafka import Publisher
+from core.publisher import Publisher
+from core.settings import KafkaSettings
+from core.topics import ensure_topics, list_topics, read_range, watermarks
 from schemas.batch import PacketBatch
 from schemas.codec import Codec
 
@@ -119,7 +119,7 @@ def test_topics_are_created_once_with_the_configured_partitions(kafka_bootstrap:
 def test_garbage_on_the_topic_is_a_codec_error_not_a_crash(
     kafka_bootstrap: str, topic: str, garbage: bytes
 ) -> None:
-    from darkscope.errors import CodecError
+    from core.errors import CodecError
 
     _publish(kafka_bootstrap, topic, [(garbage, 1)])
     marks = watermarks(kafka_bootstrap, topic)

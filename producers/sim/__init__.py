@@ -1,0 +1,8 @@
+"""The traffic simulator: realistic quarters of darknet traffic with their ground truth.
+
+- ``producers.sim.model``     the quarter's plan: regions, ports, kinds of sources, daily volumes
+- ``producers.sim.regions``   per-region IPv4 address pools drawn from the city database
+- ``producers.sim.packets``   the packets each kind of source sends (Mirai, ZMap, backscatter...)
+- ``producers.sim.truth``     what was sent, per day, port and region (the tests' ground truth)
+- ``producers.sim.simulate``  a quarter, day by day, as packet batches or pcap files
+"""

@@ -3,6 +3,7 @@
 DarkscopeError
 ├── ConfigError                 bad or missing setting
 ├── BrokerError                 the local Kafka broker could not be fetched/started/stopped
+├── DemoError                   ``darkscope demo`` could not finish (a process died, a timeout)
 ├── CodecError                  bytes that are not a message darkscope can read
 │   ├── UnknownSchema           single-object frame with a fingerprint no schema matches
 │   ├── UndecodableMessage      not a single-object frame, or the body does not decode
@@ -13,6 +14,10 @@ DarkscopeError
     ├── StoreUnavailable        ClickHouse cannot be reached or is locked by another process
     │   └── StoreLocked         an embedded chDB store held by another process (a running sink)
     └── QueryFailed             ClickHouse rejected a query (syntax, unknown table, ...)
+
+Each class carries its ``reason``: the machine-readable word a message rejected for it is
+dead-lettered with (the ``reason`` field of ``darkscope.DeadLetter``), the same whichever stage
+rejects it: ``unknown_schema``, ``undecodable``, ``bad_record``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "DarkscopeError",
+    "DemoError",
     "QueryFailed",
     "SchemaMismatch",
     "SinkError",
@@ -37,6 +43,8 @@ __all__ = [
 class DarkscopeError(Exception):
     """Base of every error darkscope raises on purpose."""
 
+    reason = "error"  # the dead-letter reason of a message rejected for it
+
 
 class ConfigError(DarkscopeError):
     """A setting is missing or invalid."""
@@ -46,12 +54,20 @@ class BrokerError(DarkscopeError):
     """The local Kafka broker could not be fetched, started or stopped."""
 
 
+class DemoError(DarkscopeError):
+    """``darkscope demo`` could not finish: a process it started died, or a stage timed out."""
+
+
 class CodecError(DarkscopeError):
     """Bytes that darkscope cannot turn into a record."""
+
+    reason = "undecodable"
 
 
 class UnknownSchema(CodecError):
     """A single-object frame whose schema fingerprint no known schema has."""
+
+    reason = "unknown_schema"
 
     def __init__(self, fingerprint: int) -> None:
         super().__init__(f"unknown schema fingerprint {fingerprint:016x}")
@@ -64,6 +80,8 @@ class UndecodableMessage(CodecError):
 
 class SchemaMismatch(CodecError):
     """A record or batch that does not fit the schema it is being written with."""
+
+    reason = "bad_record"
 
 
 class CaptureError(DarkscopeError):

@@ -27,7 +27,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 
 from core import broker as broker_mod
-from core.errors import DarkscopeError
+from core.errors import DarkscopeError, DemoError
 from core.settings import BrokerSettings, KafkaSettings, SensorSettings, TopicNames
 from core.topics import ensure_topics, watermarks
 
@@ -36,10 +36,6 @@ __all__ = ["DemoPlan", "run_demo"]
 QUARTERS = ("2022Q1", "2022Q2")
 PREFIX = "198.51.100.0/24"
 IDLE_AFTER_S = 5  # seconds a caught-up packets partition stays silent before the worker marks it idle
-
-
-class DemoError(DarkscopeError):
-    """A process of the demo failed; the message says which and where its log is."""
 
 
 @dataclass(frozen=True)

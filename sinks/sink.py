@@ -256,8 +256,7 @@ class Sink:
                 raise UndecodableMessage(f"{decoded.name} is not an EnrichedBatch")
             cols = columns_from_record(self.codec, decoded.record)
         except CodecError as exc:
-            reason = "unknown_schema" if type(exc).__name__ == "UnknownSchema" else "bad_record"
-            group.dead.append((reason, str(exc), msg))
+            group.dead.append((exc.reason, str(exc), msg))
         else:
             group.parts.append(cols)
             group.rows += len(cols)
@@ -275,7 +274,7 @@ class Sink:
             if decoded.name != SENSOR_HEALTH:
                 raise UndecodableMessage(f"{decoded.name} is not a SensorHealth record")
         except CodecError as exc:
-            self._send_dead("bad_record", str(exc), msg)
+            self._send_dead(exc.reason, str(exc), msg)
         else:
             if not self._health:
                 self._health_since = self.clock()

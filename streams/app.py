@@ -31,7 +31,7 @@ from typing import Any, TypeVar, cast
 
 import faust
 
-from core.errors import CodecError, DarkscopeError, UnknownSchema
+from core.errors import CodecError, DarkscopeError, SchemaMismatch
 from core.settings import KafkaSettings, TopicNames, WorkerSettings
 from schemas.codec import Codec, dead_letter
 from schemas.names import ALERT
@@ -107,10 +107,6 @@ class WorkerState:
             self.enricher = Enricher(geo, ServiceRegistry.load(), SourceVerdicts(), self.codec)
             logger.info("enricher ready: geo %s, asn %s", geo.geo_db_version, geo.asn_db_version or "none")
         return self.enricher
-
-
-def _reason(exc: Exception) -> str:
-    return "unknown_schema" if isinstance(exc, UnknownSchema) else "undecodable"
 
 
 def faust_app(settings: WorkerSettings, kafka: KafkaSettings) -> faust.App:
@@ -191,7 +187,7 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
         try:
             return decode(state.codec, event.value)
         except CodecError as exc:
-            await send_dead(_reason(exc), exc, event.message)
+            await send_dead(exc.reason, exc, event.message)
             return None
 
     async def pace() -> None:
@@ -217,7 +213,7 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
                 batch = state.codec.decode_packets(event.value)
             except CodecError as exc:
                 progress.batch(msg.partition, msg.offset, None)
-                await send_dead(_reason(exc), exc, msg)
+                await send_dead(exc.reason, exc, msg)
                 continue
             enricher = state.get_enricher()
             wm = progress.batch(msg.partition, msg.offset, int(batch["ts"].max()) if len(batch) else None)
@@ -226,7 +222,7 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
                 frame = enricher.encode(e)
                 frames = [encode_frame(state.codec, f, msg.topic) for f in enricher.frames(e, parts, wm)]
             except DarkscopeError as exc:
-                await send_dead("bad_record", exc, msg)
+                await send_dead(exc.reason, exc, msg)
                 continue
             # Every message handed to the Kafka client before the event is acked (the next
             # event acks it): the flush before an offset commit then covers them all. Through
@@ -283,8 +279,8 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
                 continue
             if frame.shards != parts or frame.shard != msg.partition:
                 await send_dead(
-                    "bad_record",
-                    CodecError(
+                    SchemaMismatch.reason,
+                    SchemaMismatch(
                         f"partials for counts partition {frame.shard} of {frame.shards}, "
                         f"read from {msg.partition} of {parts}"
                     ),
@@ -398,7 +394,9 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
                 continue
             if wc.shards != parts:
                 await send_dead(
-                    "bad_record", CodecError(f"windows of {wc.shards} counts partitions, not {parts}"), msg
+                    SchemaMismatch.reason,
+                    SchemaMismatch(f"windows of {wc.shards} counts partitions, not {parts}"),
+                    msg,
                 )
                 continue
             merger = await merger_of(wc.rows.kind, msg)

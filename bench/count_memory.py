@@ -29,9 +29,9 @@ import numpy as np
 
 from core.settings import WorkerSettings
 from schemas.partials import PartialFrame
-from streams.app import detector_of
 from streams.combiner import aggregate
 from streams.local import LocalCounting
+from streams.state import detector_of
 
 T0 = 1_648_771_200  # 2022-04-01 00:00 UTC
 BATCH = 10_000

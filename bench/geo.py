@@ -33,7 +33,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from schemas.batch import PacketBatch
-from streams.geo import GeoResolver, default_city_db
+from streams.geo import GeoResolver
+from streams.geodb import default_city_db
 
 
 def make_stream(n: int, sources: int, zipf: float, v6_share: float, seed: int) -> PacketBatch:

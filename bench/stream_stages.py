@@ -31,13 +31,13 @@ from producers.sim.simulate import simulate_quarter
 from schemas.codec import Codec
 from schemas.partials import decode_frame, encode_frame
 from schemas.windowcounts import decode_window_counts, window_counts_frames
-from streams.app import detector_of
 from streams.enrich import Enricher
 from streams.fingerprints import SourceVerdicts
 from streams.geo import GeoResolver
 from streams.merge import WindowMerger
 from streams.services import ServiceRegistry
 from streams.shard import ShardCounter
+from streams.state import detector_of
 
 STAGES = (
     "decode",

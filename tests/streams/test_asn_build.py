@@ -24,7 +24,8 @@ from streams.asn_build import (
     range_to_cidrs,
     read_asn_csv,
 )
-from streams.geo import GeoRecord, GeoResolver
+from streams.geo import GeoResolver
+from streams.geodb import GeoRecord
 
 # The real file's format: inclusive ranges, dotted addresses, organisations quoted when they
 # hold a comma, non-ASCII names.

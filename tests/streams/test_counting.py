@@ -22,10 +22,10 @@ from schemas.windowcounts import (
     encode_window_counts,
     window_counts_frames,
 )
-from streams.app import detector_of
 from streams.combiner import aggregate
 from streams.local import LocalCounting
 from streams.merge import WindowMerger
+from streams.state import detector_of
 from streams.windows import MINUTE, WindowRows
 
 H = 1_648_771_200  # 2022-04-01 00:00 UTC

@@ -17,7 +17,8 @@ from netaddr import IPSet
 from core.errors import ConfigError
 from schemas.batch import PacketBatch
 from schemas.enriched import GeoColumns
-from streams.geo import GeoRecord, GeoResolver, default_city_db
+from streams.geo import GeoResolver
+from streams.geodb import GeoRecord, default_city_db
 from tests.streams.conftest import KNOWN_ADDRESSES, UNKNOWN_ADDRESSES, write_mmdb
 
 

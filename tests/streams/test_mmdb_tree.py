@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from core.errors import ConfigError
-from streams.geo import default_city_db
+from streams.geodb import default_city_db
 from streams.mmdb_tree import SearchTree
 from tests.streams.conftest import KNOWN_ADDRESSES, UNKNOWN_ADDRESSES
 

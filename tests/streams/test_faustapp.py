@@ -1,5 +1,5 @@
 """The worker's Faust app builds its Kafka consumer with a short broker-side fetch wait
-(streams.transport), through Faust's own classes (no broker needed: nothing connects)."""
+(streams.faustapp), through Faust's own classes (no broker needed: nothing connects)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import asyncio
 from pathlib import Path
 
 from core.settings import KafkaSettings, WorkerSettings
-from streams.app import faust_app
-from streams.transport import FETCH_MAX_WAIT_MS
+from streams.faustapp import FETCH_MAX_WAIT_MS, faust_app
 
 
 def test_the_worker_consumer_waits_at_most_fetch_max_wait_ms_at_the_broker(tmp_path: Path) -> None:

@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SYSSTAMP := .darkscope/.sysdeps
+# pip and setuptools talk a lot (setuptools explains editable installs at length): their output
+# goes to this log, shown whole when the install fails.
+INSTALL_LOG := .darkscope/install.log
 # Debian packages: a JDK and Maven run the broker; tcpdump/tshark/kcat are used by tests and
 # benchmarks; libpcap is what live capture binds to; chromium renders the report in a test.
 DEBS := openjdk-17-jre-headless maven tcpdump tshark kcat libpcap0.8 chromium
@@ -28,11 +31,14 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: set PYTHON=/path/to/python3.11"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check pip==26.3
-	$(BIN)/pip install -q --no-deps -r requirements.lock
-	$(BIN)/pip install -q --no-deps -e .
-	touch $@
+	@echo "installing the pinned packages into $(VENV) (log: $(INSTALL_LOG))"
+	@mkdir -p .darkscope
+	@{ $(PYTHON) -m venv $(VENV) \
+	  && $(BIN)/pip install --disable-pip-version-check pip==26.3 \
+	  && $(BIN)/pip install --disable-pip-version-check --no-deps -r requirements.lock \
+	  && $(BIN)/pip install --disable-pip-version-check --no-deps -e . ; } > $(INSTALL_LOG) 2>&1 \
+	  || { cat $(INSTALL_LOG); echo "install failed (log above: $(INSTALL_LOG))"; exit 1; }
+	@touch $@
 
 # Installs the Debian packages that are missing (needs root, as on the CI and dev machines).
 $(SYSSTAMP):
@@ -43,7 +49,7 @@ $(SYSSTAMP):
 	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing) >/dev/null \
 	    || { echo "could not install$$missing (run as root or install them)"; exit 1; }; \
 	fi
-	mkdir -p .darkscope && touch $@
+	@mkdir -p .darkscope && touch $@
 
 broker-up: $(STAMP) $(SYSSTAMP)
 	$(BIN)/darkscope broker up

@@ -13,12 +13,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from fastavro.schema import fingerprint as fastavro_fingerprint
 from fastavro.schema import to_parsing_canonical_form
 
 __all__ = [
     "SCHEMA_DIR",
     "SchemaSet",
-    "crc64_avro",
     "default_schemas",
     "fingerprint",
     "full_name",
@@ -29,28 +29,6 @@ SCHEMA_DIR = Path(__file__).resolve().parent
 
 Schema = dict[str, Any]
 
-_EMPTY = 0xC15D213AA4D7A795  # the CRC-64-AVRO seed (Avro specification, "Schema Fingerprints")
-
-
-@cache
-def _crc_table() -> tuple[int, ...]:
-    table = []
-    for i in range(256):
-        fp = i
-        for _ in range(8):
-            fp = (fp >> 1) ^ (_EMPTY & -(fp & 1))
-        table.append(fp)
-    return tuple(table)
-
-
-def crc64_avro(data: bytes) -> int:
-    """The 64-bit Rabin fingerprint of the Avro specification (CRC-64-AVRO)."""
-    table = _crc_table()
-    fp = _EMPTY
-    for byte in data:
-        fp = (fp >> 8) ^ table[(fp ^ byte) & 0xFF]
-    return fp
-
 
 def full_name(schema: Mapping[str, Any]) -> str:
     """The namespace-qualified name of a named schema."""
@@ -59,9 +37,11 @@ def full_name(schema: Mapping[str, Any]) -> str:
     return name if "." in name or not ns else f"{ns}.{name}"
 
 
-def fingerprint(schema: Mapping[str, Any]) -> int:
-    """CRC-64-AVRO fingerprint of the schema's Parsing Canonical Form."""
-    return crc64_avro(to_parsing_canonical_form(dict(schema)).encode())
+def fingerprint(schema: Mapping[str, Any] | str | list[Any]) -> int:
+    """CRC-64-AVRO fingerprint of the schema's Parsing Canonical Form (Java's
+    ``SchemaNormalization.parsingFingerprint64``, unsigned); a frame carries it little-endian."""
+    canonical = to_parsing_canonical_form(dict(schema) if isinstance(schema, Mapping) else schema)
+    return int.from_bytes(bytes.fromhex(fastavro_fingerprint(canonical, "CRC-64-AVRO")), "little")
 
 
 def _inline(node: Any, defs: Mapping[str, Schema], seen: set[str]) -> Any:

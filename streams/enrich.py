@@ -24,6 +24,7 @@ from streams.combiner import aggregate
 from streams.fingerprints import FINGERPRINTS, SourceVerdicts, packet_flags, source_keys
 from streams.geo import GeoResolver
 from streams.services import ServiceRegistry
+from streams.sketch import ipv6_keys
 
 __all__ = ["Enricher", "port_values"]
 
@@ -199,8 +200,7 @@ class Enricher:
         dst = b["dst"].astype(np.uint64)
         is6 = b["ip_version"] == 6
         if is6.any():
-            words = np.frombuffer(b["dst6"][is6].tobytes(), dtype="<u8").reshape(-1, 2)
-            dst[is6] = words[:, 0] ^ words[:, 1] | np.uint64(1 << 63)
+            dst[is6] = ipv6_keys(b["dst6"][is6])
         kinds.append(aggregate("victim", ts[bs], vcodes, vlabels, dst[bs], shards))
         return [[k[s] for k in kinds] for s in range(shards)]
 

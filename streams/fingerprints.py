@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from schemas.batch import PacketBatch
 from schemas.fingerprints import Fingerprint
+from streams.sketch import ipv6_keys, mix64
 
 __all__ = [
     "FINGERPRINTS",
@@ -170,8 +171,7 @@ def source_keys(b: PacketBatch) -> npt.NDArray[np.uint64]:
     keys = b["src"].astype(np.uint64)
     v6 = b["ip_version"] == 6
     if v6.any():
-        words = np.frombuffer(b["src6"][v6].tobytes(), dtype="<u8").reshape(-1, 2)
-        keys[v6] = (words[:, 0] * np.uint64(0x9E3779B97F4A7C15)) ^ words[:, 1] | np.uint64(1 << 63)
+        keys[v6] = ipv6_keys(b["src6"][v6])
     return keys
 
 
@@ -180,10 +180,8 @@ _FILTER_BITS = 24  # 16 MiB of flags: ~6 % false positives with a million source
 
 
 def _filter_slot(keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
-    """Filter slot of each source key (Fibonacci hashing: the top bits of key * 2^64/phi)."""
-    with np.errstate(over="ignore"):
-        slots: npt.NDArray[np.uint64] = (keys * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - _FILTER_BITS)
-        return slots
+    """Filter slot of each source key: the top bits of its 64-bit mix."""
+    return mix64(keys) >> np.uint64(64 - _FILTER_BITS)
 
 
 class SourceVerdicts:

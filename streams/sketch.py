@@ -1,10 +1,12 @@
-"""HyperLogLog over 64-bit address keys, and the address hash that routes partial counts.
+"""HyperLogLog over 64-bit address keys, and darkscope's one 64-bit mixer.
 
 Hour windows count unique sources with a HyperLogLog per value (2^12 registers, ~1.6 %
 standard error): an exact hourly set would grow with every source a telescope sees in an hour
 (millions on a /16), while the exact figures are ClickHouse's job (its rollups keep uniq
 states). The same 64-bit mix spreads addresses over the counts partitions
-(:func:`streams.combiner.shard_of`).
+(:func:`streams.combiner.shard_of`), picks the slots of the fingerprint verdicts' source filter,
+and folds IPv6 addresses into 64-bit keys (:func:`ipv6_keys`). Its values are fixed: partial
+counts already on the counts topic were routed by them, and a takeover re-reads them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["HLL_P", "estimate", "hll_estimate", "hll_estimates", "hll_positions", "hll_update", "mix64"]
+__all__ = [
+    "HLL_P",
+    "estimate",
+    "hll_estimate",
+    "hll_estimates",
+    "hll_positions",
+    "hll_update",
+    "ipv6_keys",
+    "mix64",
+]
 
 HLL_P = 12
 
@@ -28,6 +39,13 @@ def mix64(x: U64) -> U64:
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return z ^ (z >> np.uint64(31))
+
+
+def ipv6_keys(addrs: npt.NDArray[np.void]) -> U64:
+    """A 64-bit key per 16-byte IPv6 address: both halves mixed (addresses of one /64 differ
+    anywhere in the low half), top bit set so that no key equals an IPv4 address."""
+    words = np.frombuffer(np.ascontiguousarray(addrs).tobytes(), dtype="<u8").reshape(-1, 2)
+    return mix64(mix64(words[:, 0]) ^ words[:, 1]) | np.uint64(1 << 63)
 
 
 def hll_positions(addrs: U64) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]:

@@ -4,11 +4,14 @@ No tarball site and no Docker are reachable where darkscope is developed, so the
 from the jars that ``infra/kafka/pom.xml`` pins: Maven copies them into a cache folder once,
 KRaft storage is formatted once per data folder, and ``kafka.Kafka`` starts on 127.0.0.1.
 The same code serves ``darkscope broker up|down|status``, ``make demo``, the tests and CI.
+``start`` returns once the broker serves clients (producer ids granted, the group coordinator
+loaded), not merely once it answers metadata, so its first clients need no retries.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import shutil
@@ -24,7 +27,16 @@ from typing import Any
 from core.errors import BrokerError
 from core.settings import BrokerSettings
 
-__all__ = ["BrokerStatus", "KAFKA_VERSION", "broker_status", "ensure_jars", "start", "stop"]
+__all__ = [
+    "BrokerStatus",
+    "KAFKA_VERSION",
+    "broker_status",
+    "coordinators_ready",
+    "ensure_jars",
+    "pid_assigned",
+    "start",
+    "stop",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +183,80 @@ def answers_metadata(bootstrap: str, timeout: float = 2.0) -> bool:
     return bool(md.brokers)
 
 
+# The probes' own librdkafka logs stay out of the output: their transient errors are the
+# very thing they wait out (log_level 0 keeps librdkafka from logging at all).
+_PROBE_LOG: dict[str, Any] = {"log_level": 0, "logger": logging.getLogger("darkscope.kafka.probe")}
+_PROBE_GROUP = "darkscope.broker-probe"  # a group that never commits; its topic is never created
+
+
+def pid_assigned(eos: dict[str, Any]) -> bool:
+    """True when librdkafka's statistics (their ``eos`` object) say the producer has its id."""
+    return eos.get("idemp_state") == "Assigned" and int(eos.get("producer_id", -1)) >= 0
+
+
+def _producer_id_granted(bootstrap: str, deadline: float) -> bool:
+    """Wait until an idempotent producer gets its producer id (no message is sent)."""
+    from confluent_kafka import Producer
+
+    eos: dict[str, Any] = {}
+
+    def on_stats(stats: str) -> None:
+        eos.update(json.loads(stats).get("eos", {}))
+
+    # librdkafka asks for the id as soon as the producer exists, and reports it in its stats.
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "statistics.interval.ms": 50,
+            "stats_cb": on_stats,
+            **_PROBE_LOG,
+        }
+    )
+    while time.monotonic() < deadline:
+        producer.poll(0.05)
+        if pid_assigned(eos):
+            return True
+    return False
+
+
+def _group_coordinator_loaded(bootstrap: str, deadline: float) -> bool:
+    """Wait until a consumer group gets an answer from its coordinator (offsets fetched)."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    while time.monotonic() < deadline:
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": _PROBE_GROUP,
+                "enable.auto.commit": False,
+                **_PROBE_LOG,
+            }
+        )
+        try:
+            # Fetching offsets needs the group's coordinator; the first request creates
+            # __consumer_offsets, and NOT_COORDINATOR or a load in progress answer until it is loaded.
+            consumer.committed([TopicPartition(_PROBE_GROUP, 0)], timeout=max(deadline - time.monotonic(), 1))
+            return True
+        except KafkaException as exc:
+            logger.debug("group coordinator not ready on %s: %s", bootstrap, exc)
+            time.sleep(0.2)
+        finally:
+            consumer.close()
+    return False
+
+
+def coordinators_ready(bootstrap: str, timeout: float = 30.0) -> bool:
+    """True once the broker grants producer ids and loads the group coordinator.
+
+    A KRaft broker answers metadata a second or two before that: until then an idempotent
+    producer's InitProducerId fails with COORDINATOR_LOAD_IN_PROGRESS (librdkafka prints its
+    GETPID warning and retries) and offset requests fail with NOT_COORDINATOR.
+    """
+    deadline = time.monotonic() + timeout
+    return _producer_id_granted(bootstrap, deadline) and _group_coordinator_loaded(bootstrap, deadline)
+
+
 def _rss(pid: int | None) -> int | None:
     if pid is None:
         return None
@@ -257,11 +343,16 @@ def start(settings: BrokerSettings) -> tuple[BrokerStatus, bool]:
         if proc.poll() is not None:
             raise BrokerError(f"broker exited with {proc.returncode}; see {p['log']} and {p['out']}")
         if _port_open(settings.port) and answers_metadata(bootstrap):
+            # Answering is not serving yet: wait for the coordinators too, so that the first
+            # clients (the demo's publisher, a worker's consumer group) need no retries.
+            left = settings.start_timeout - (time.monotonic() - started)
+            if not coordinators_ready(bootstrap, timeout=max(left, 1.0)):
+                break
             logger.info("broker up on %s in %.1f s", bootstrap, time.monotonic() - started)
             return broker_status(settings), True
         time.sleep(0.25)
     proc.kill()
-    raise BrokerError(f"broker did not answer within {settings.start_timeout:.0f} s; see {p['log']}")
+    raise BrokerError(f"broker did not serve clients within {settings.start_timeout:.0f} s; see {p['log']}")
 
 
 def stop(settings: BrokerSettings, timeout: float = 60.0) -> bool:

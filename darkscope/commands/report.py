@@ -1,0 +1,85 @@
+"""`darkscope report` (the quarterly report from the store) and `darkscope demo` (the whole
+pipeline on this machine, down to the report)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from core.settings import BrokerSettings, KafkaSettings, ReportSettings, SinkSettings
+from darkscope.options import (
+    build,
+    dsn_option,
+    focus_region_option,
+    packets_per_day_option,
+    quarter_option,
+    report_out_option,
+)
+
+__all__ = ["demo", "report"]
+
+
+@click.command()
+@quarter_option(required=True)
+@click.option(
+    "--sensor",
+    default=None,
+    metavar="ID",
+    help="Only the packets of the sensor with this id (default: all sensors).",
+)
+@focus_region_option
+@report_out_option
+@dsn_option
+def report(
+    quarter: str, sensor: str | None, focus_region: str | None, out_dir: Path | None, dsn: str | None
+) -> None:
+    """Write the quarterly report (HTML with inline charts, and JSON) from the ClickHouse store."""
+    from reports.build import write_report
+    from reports.changes import ChangeParams
+    from reports.events import EventParams
+    from sinks.store import Store
+
+    rs = build(ReportSettings, focus_region=focus_region, out_dir=out_dir)
+    store_settings = build(SinkSettings, dsn=dsn)
+    params = EventParams(
+        ChangeParams(z=rs.z, min_step=rs.min_step, min_pulse=rs.min_pulse, min_trend=rs.min_trend),
+        swap_days=rs.swap_days,
+        top_episodes=rs.top_episodes,
+    )
+    password = store_settings.password.get_secret_value() if store_settings.password else None
+    with Store.open(store_settings.dsn, password=password) as store:
+        paths = write_report(
+            store, quarter, rs.out_dir, sensor=sensor, focus_region=rs.focus_region, params=params
+        )
+    click.echo(paths.tables)
+    click.echo(f"report: {paths.html}\nfigures: {paths.json}")
+
+
+@click.command()
+@packets_per_day_option(20_000)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("demo-out"),
+    show_default=True,
+    metavar="DIR",
+    help="Folder of the report and of this run's store and logs.",
+)
+@click.option("--keep-broker", is_flag=True, help="Leave a broker this command started running.")
+def demo(packets_per_day: int, out_dir: Path, keep_broker: bool) -> None:
+    """Broker up, two simulated quarters through worker and sink, the report written.
+
+    The broker is the local one of `darkscope broker` (DARKSCOPE_BROKER_*); each run has its
+    own topics, consumer groups and store under --out.
+    """
+    from darkscope.demo import DemoPlan, run_demo
+
+    run_demo(
+        build(BrokerSettings),
+        build(KafkaSettings),
+        DemoPlan(out_dir=out_dir, packets_per_day=packets_per_day),
+        keep_broker=keep_broker,
+        echo=click.echo,
+    )

@@ -11,7 +11,8 @@ from typing import Any
 
 from core.errors import StoreLocked, StoreUnavailable
 from core.settings import KafkaSettings, SinkSettings, TopicNames
-from sinks.sink import Sink, SinkStats
+from sinks.loop import SinkStats
+from sinks.sink import Sink
 from sinks.store import Store, safe_dsn
 
 __all__ = ["open_store", "run_sink"]

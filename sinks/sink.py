@@ -1,30 +1,10 @@
-"""The sink agent: enriched batches and sensor health from Kafka into the ClickHouse store.
+"""The sink agent: :class:`sinks.loop.SinkLoop` on real clients, a confluent-kafka consumer in
+the sink's group and a :class:`core.publisher.Publisher` for dead letters.
 
-Delivery is exactly-once into ClickHouse on top of Kafka's at-least-once:
-
-- Enriched batches of one partition are joined into inserts of about
-  ``DARKSCOPE_SINK_BATCH_ROWS`` packets: a *group*, a run of offsets ``first..last``.
-- Before inserting a group, the sink commits the group's *intent*: the partition's offset stays
-  at ``first`` and the commit metadata says ``darkscope-sink:first-last``. It then inserts with
-  the deduplication token ``topic:partition:first-last``, and finally commits ``last + 1``.
-- Whoever resumes the partition (this process after a crash, or another sink after a
-  rebalance) reads the committed metadata and rebuilds exactly the same group, with the same
-  token, before grouping freely again. ClickHouse drops the blocks it already has, in
-  ``packets`` and in every rollup; so a crash between insert and commit never counts twice,
-  and nothing is committed before it is stored.
-- Inserts run on one worker thread (chDB and the ClickHouse client release the GIL while they
-  work) so that the loop reads, decodes and encodes the next group meanwhile: at most two
-  inserts are in hand, and they finish in the order they were handed over, so offsets are
-  committed in order. A group's intent is committed only once every earlier group of its
-  partition is stored and committed (the committed offset is always where a replay starts).
-  A revoked partition waits for the inserts in hand to finish and commits them first.
-- ClickHouse unavailable: the insert is retried with exponential backoff, forever.
-- A message that is not a readable EnrichedBatch goes to the dead-letter topic (stage
-  ``sink``) with its topic, partition and offset; its offset is part of its group.
-
-Sensor health records are inserted as they come (on the same worker thread, after the groups
-handed over before them); ``sensor_health`` is a ReplacingMergeTree, so a record redelivered
-after a crash collapses into its first copy.
+The exactly-once logic lives in :mod:`sinks.loop` and :mod:`sinks.intents`, which take their
+clients as parameters and are tested without a broker; this module only builds the clients the
+``darkscope sink`` process (and the benchmark) run with, so that the consumer settings below,
+and why each is set, are in one place.
 """
 
 from __future__ import annotations
@@ -32,83 +12,42 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer
 
-from core.errors import CodecError, StoreUnavailable, UndecodableMessage
 from core.publisher import Publisher
 from core.settings import KafkaSettings, SinkSettings, TopicNames
-from schemas.codec import dead_letter
-from schemas.names import ENRICHED_BATCH, SENSOR_HEALTH
-from sinks.arrow import EnrichedColumns, columns_from_record
-from sinks.inserter import Inserter
-from sinks.native import native_block
-from sinks.store import Store
+from sinks.clients import SinkConsumer, SinkStore
+from sinks.loop import SinkLoop
 
-__all__ = ["INTENT_PREFIX", "Sink", "SinkStats", "parse_intent"]
-
-logger = logging.getLogger(__name__)
-
-INTENT_PREFIX = "darkscope-sink:"
-_HEALTH_BATCH = 1000
-# Inserts handed to the worker thread and not yet committed: one running, one waiting.
-_IN_HAND = 2
+__all__ = ["Sink", "sink_consumer"]
 
 
-@dataclass
-class SinkStats:
-    """What a sink has done since it started."""
-
-    batches: int = 0
-    rows: int = 0
-    inserts: int = 0
-    replayed_groups: int = 0
-    dead: int = 0
-    health: int = 0
-    retries: int = 0
-    commit_failures: int = 0
-    first_message_at: float | None = None  # clock() of the first enriched batch
-    last_insert_at: float | None = None  # clock() when the last insert was committed
-
-    def rows_per_second(self) -> float:
-        """Packets stored per second between the first batch read and the last commit."""
-        if self.first_message_at is None or self.last_insert_at is None:
-            return 0.0
-        return self.rows / max(self.last_insert_at - self.first_message_at, 1e-9)
+def sink_consumer(settings: SinkSettings, kafka: KafkaSettings) -> SinkConsumer:
+    """A consumer in the sink's group: commits only what the loop commits, from the earliest offset."""
+    return Consumer(
+        {
+            "bootstrap.servers": kafka.bootstrap,
+            "group.id": settings.group_id,
+            # The loop commits an intent before each insert and the offset after it, never more.
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            # A sink that dies hands its partitions over after 10 s, not librdkafka's 45 s.
+            "session.timeout.ms": 10_000,
+            "heartbeat.interval.ms": 2_000,
+            "max.partition.fetch.bytes": 16 * 2**20,
+            "fetch.max.bytes": 64 * 2**20,
+            "logger": logging.getLogger("darkscope.kafka.sink"),
+        }
+    )
 
 
-@dataclass
-class _Group:
-    """Enriched batches of one partition waiting to be inserted together."""
-
-    first: int
-    since: float
-    last: int = -1
-    rows: int = 0
-    parts: list[EnrichedColumns] = field(default_factory=list)
-    dead: list[tuple[str, str, Message]] = field(default_factory=list)
-    block: tuple[list[str], bytes] | None = None  # the Native block, built when the group is flushed
-
-
-def parse_intent(metadata: str | None) -> tuple[int, int] | None:
-    """The (first, last) offsets of a committed group intent, or None."""
-    if not metadata or not metadata.startswith(INTENT_PREFIX):
-        return None
-    try:
-        first, last = metadata[len(INTENT_PREFIX) :].split("-", 1)
-        return int(first), int(last)
-    except ValueError:
-        return None
-
-
-class Sink:
-    """Consumes darkscope.enriched and darkscope.sensors into a :class:`Store`."""
+class Sink(SinkLoop):
+    """Consumes darkscope.enriched and darkscope.sensors from Kafka into a store."""
 
     def __init__(
         self,
-        store: Store,
+        store: SinkStore,
         settings: SinkSettings,
         kafka: KafkaSettings,
         topics: TopicNames,
@@ -116,307 +55,5 @@ class Sink:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """A sink writing to ``store``; call :meth:`run`."""
-        self.store = store
-        self.settings = settings
-        self.topics = topics
-        self.clock = clock
-        self.sleep = sleep
-        self.codec = store.codec
-        self.stats = SinkStats()
-        self._stop = False
-        self._groups: dict[int, _Group] = {}
-        self._intents: dict[int, tuple[int, int]] = {}
-        self._health: list[dict[str, Any]] = []
-        self._health_offsets: dict[int, int] = {}
-        self._health_since = clock()
-        self._assigned_at: float | None = None  # idle time counts from the last assignment
-        # Every insert runs on this one worker thread while the loop reads the next group.
-        self._inserts = Inserter(_IN_HAND, "darkscope-sink-insert")
-        self._dead = Publisher(kafka.bootstrap)
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": kafka.bootstrap,
-                "group.id": settings.group_id,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                # A sink that dies hands its partitions over after 10 s, not librdkafka's 45 s.
-                "session.timeout.ms": 10_000,
-                "heartbeat.interval.ms": 2_000,
-                "max.partition.fetch.bytes": 16 * 2**20,
-                "fetch.max.bytes": 64 * 2**20,
-                "logger": logging.getLogger("darkscope.kafka.sink"),
-            }
-        )
-
-    def stop(self) -> None:
-        """Finish the groups in hand and return from :meth:`run` (safe from a signal handler)."""
-        self._stop = True
-
-    # -- the loop ------------------------------------------------------------------------
-
-    def run(self, exit_when_idle: float | None = None) -> SinkStats:
-        """Consume until :meth:`stop`, or ``exit_when_idle`` seconds without a message once
-        partitions are assigned."""
-        self._consumer.subscribe(
-            [self.topics.enriched, self.topics.sensors], on_assign=self._on_assign, on_revoke=self._on_revoke
-        )
-        last_message = self.clock()
-        last_log = self.clock()
-        try:
-            while not self._stop:
-                # While inserts are in hand, come back soon to commit the ones that finished.
-                msgs = self._consumer.consume(500, 0.02 if self._inserts else 0.1)
-                for msg in msgs:
-                    if msg.error():
-                        logger.warning("kafka: %s", msg.error())
-                        continue
-                    self._handle(msg)
-                now = self.clock()
-                if msgs:
-                    last_message = now
-                self._flush_due(now)
-                self._inserts.finish_done()
-                if now - last_log >= 10:
-                    logger.info("sink: %s", self.stats)
-                    last_log = now
-                if self._assigned_at is not None:
-                    last_message = max(last_message, self._assigned_at)
-                if (
-                    exit_when_idle is not None
-                    and self._assigned_at is not None
-                    and not self._groups
-                    and not self._health
-                    and not self._inserts
-                    and now - last_message >= exit_when_idle
-                ):
-                    break
-            self._flush_all()
-            self._inserts.finish_all()
-        finally:
-            # After a failure nothing more is committed: the intents in Kafka replay the rest.
-            # An insert still retrying gives up at its next failure.
-            self._stop = True
-            self._inserts.close()
-            self._consumer.close()
-            self._dead.flush()
-        logger.info("sink stopped: %s", self.stats)
-        return self.stats
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assigned_at = self.clock()
-        mine = [
-            TopicPartition(tp.topic, tp.partition) for tp in partitions if tp.topic == self.topics.enriched
-        ]
-        if not mine:
-            return
-        for tp in consumer.committed(mine, timeout=30):
-            intent = parse_intent(tp.metadata)
-            if intent is not None and tp.offset == intent[0]:
-                logger.info(
-                    "%s[%d]: replaying the group %d-%d a previous sink started",
-                    tp.topic,
-                    tp.partition,
-                    *intent,
-                )
-                self._intents[tp.partition] = intent
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Inserts in hand are finished and committed while the partitions are still ours.
-        # Groups not handed over yet are dropped: the next owner reads them again from the
-        # committed offset (and replays a committed intent exactly).
-        self._inserts.finish_all()
-        for tp in partitions:
-            if tp.topic == self.topics.enriched:
-                self._groups.pop(tp.partition, None)
-                self._intents.pop(tp.partition, None)
-            else:
-                self._health_offsets.pop(tp.partition, None)
-
-    def _handle(self, msg: Message) -> None:
-        if msg.topic() == self.topics.sensors:
-            self._handle_health(msg)
-            return
-        p, offset = int(msg.partition() or 0), int(msg.offset() or 0)
-        if self.stats.first_message_at is None:
-            self.stats.first_message_at = self.clock()
-        group = self._groups.get(p)
-        if group is None:
-            group = self._groups[p] = _Group(first=offset, since=self.clock())
-            stale = self._intents.get(p)
-            if stale is not None and stale[0] != offset:
-                logger.warning(
-                    "%s[%d]: intent %s does not start at offset %d; ignored", msg.topic(), p, stale, offset
-                )
-                del self._intents[p]
-        intent = self._intents.get(p)
-        group.last = offset
-        try:
-            decoded = self.codec.decode(bytes(msg.value() or b""))
-            if decoded.name != ENRICHED_BATCH:
-                raise UndecodableMessage(f"{decoded.name} is not an EnrichedBatch")
-            cols = columns_from_record(self.codec, decoded.record)
-        except CodecError as exc:
-            group.dead.append((exc.reason, str(exc), msg))
-        else:
-            group.parts.append(cols)
-            group.rows += len(cols)
-            self.stats.batches += 1
-        if intent is not None:
-            if offset >= intent[1]:
-                self._flush(p)
-        elif group.rows >= self.settings.batch_rows:
-            self._flush(p)
-
-    def _handle_health(self, msg: Message) -> None:
-        p = int(msg.partition() or 0)
-        try:
-            decoded = self.codec.decode(bytes(msg.value() or b""))
-            if decoded.name != SENSOR_HEALTH:
-                raise UndecodableMessage(f"{decoded.name} is not a SensorHealth record")
-        except CodecError as exc:
-            self._send_dead(exc.reason, str(exc), msg)
-        else:
-            if not self._health:
-                self._health_since = self.clock()
-            self._health.append(decoded.record)
-        self._health_offsets[p] = int(msg.offset() or 0) + 1
-        if len(self._health) >= _HEALTH_BATCH:
-            self._flush_health()
-
-    # -- flushing ------------------------------------------------------------------------
-
-    def _flush_due(self, now: float) -> None:
-        for p, group in list(self._groups.items()):
-            if p not in self._intents and now - group.since >= self.settings.linger:
-                self._flush(p)
-        if self._health_offsets and now - self._health_since >= self.settings.linger:
-            self._flush_health()
-
-    def _flush_all(self) -> None:
-        for p in list(self._groups):
-            self._flush(p)
-        self._flush_health()
-
-    def _flush(self, p: int) -> None:
-        """Hand a group to the worker thread: block built, earlier groups of ``p`` committed,
-        intent committed."""
-        group = self._groups.pop(p)
-        topic = self.topics.enriched
-        intent = self._intents.pop(p, None)
-        if group.parts:
-            # Built here, while the worker thread inserts the group before.
-            group.block = native_block(group.parts)
-            group.parts = []
-        # The intent moves the partition's committed offset to this group: everything before
-        # it must be stored and committed first. Making room first also bounds the groups
-        # whose intent is committed but not their offsets (a crash replays those).
-        self._inserts.finish_key(p)
-        self._inserts.make_room()
-        if intent is None:
-            intent_tp = TopicPartition(
-                topic, p, group.first, metadata=f"{INTENT_PREFIX}{group.first}-{group.last}"
-            )
-            if not self._commit([intent_tp]):
-                return  # not ours any more: the next owner reads the group again
-        else:
-            self.stats.replayed_groups += 1
-            if intent != (group.first, group.last):
-                logger.warning(
-                    "%s[%d]: replayed group %d-%d differs from its intent %s",
-                    topic,
-                    p,
-                    group.first,
-                    group.last,
-                    intent,
-                )
-        token = f"{topic}:{p}:{group.first}-{group.last}"
-        self._inserts.hand_over(
-            (lambda: self._insert(group, token)) if group.block is not None else (lambda: None),
-            lambda: self._stored(p, group),
-            key=p,
-        )
-
-    def _insert(self, group: _Group, token: str) -> None:
-        """On the worker thread: insert a group's block until ClickHouse takes it."""
-        assert group.block is not None
-        columns, block = group.block
-        self._retrying(
-            f"ClickHouse insert {token}", lambda: self.store.insert_native("packets", columns, block, token)
-        )
-
-    def _stored(self, p: int, group: _Group) -> None:
-        """Once a group is stored: its dead letters, then its offsets."""
-        if group.block is not None:
-            self.stats.inserts += 1
-            self.stats.rows += group.rows
-        for reason, error, msg in group.dead:
-            self._send_dead(reason, error, msg)
-        if group.dead:
-            self._dead.flush()
-        self._commit([TopicPartition(self.topics.enriched, p, group.last + 1, metadata="")])
-        self.stats.last_insert_at = self.clock()
-
-    def _flush_health(self) -> None:
-        if self._health or self._health_offsets:
-            records = self._health
-            offsets = [TopicPartition(self.topics.sensors, p, o) for p, o in self._health_offsets.items()]
-
-            def stored() -> None:
-                self.stats.health += len(records)
-                if offsets:
-                    self._commit(offsets)
-
-            self._inserts.hand_over(
-                lambda: self._retrying(
-                    "sensor health insert", lambda: self.store.insert_sensor_health(records)
-                ),
-                stored,
-            )
-            self._health = []
-            self._health_offsets = {}
-        self._health_since = self.clock()
-
-    def _retrying(self, what: str, insert: Callable[[], object]) -> None:
-        """On the worker thread: call ``insert`` until ClickHouse takes it, backing off."""
-        delay = 0.5
-        while True:
-            try:
-                insert()
-                return
-            except StoreUnavailable as exc:
-                if self._stop:
-                    # Asked to stop while ClickHouse is down: leave uncommitted; whoever
-                    # resumes the partition replays this group from its committed intent.
-                    raise
-                self.stats.retries += 1
-                logger.warning("%s failed, retrying in %.1f s: %s", what, delay, exc)
-                self.sleep(delay)
-                delay = min(delay * 2, self.settings.max_backoff)
-
-    def _send_dead(self, reason: str, error: str, msg: Message) -> None:
-        self.stats.dead += 1
-        logger.warning("dead letter from %s[%s]@%s: %s", msg.topic(), msg.partition(), msg.offset(), error)
-        frame = dead_letter(
-            self.codec,
-            "sink",
-            reason,
-            error,
-            (str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)),
-            bytes(msg.value() or b""),
-            msg.key(),
-        )
-        self._dead.send(self.topics.deadletter, frame, packets=0)
-
-    def _commit(self, offsets: list[TopicPartition]) -> bool:
-        try:
-            done = self._consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            self.stats.commit_failures += 1
-            logger.warning("commit of %s failed: %s", offsets, exc)
-            return False
-        failed = [tp for tp in done or [] if tp.error is not None]
-        if failed:
-            self.stats.commit_failures += 1
-            logger.warning("commit failed for %s", failed)
-            return False
-        return True
+        dead = Publisher(kafka.bootstrap)
+        super().__init__(store, settings, topics, sink_consumer(settings, kafka), dead, clock, sleep)

@@ -1,4 +1,5 @@
-"""Fixtures for sink tests: a simulated week enriched in-process, and fresh chDB stores.
+"""Fixtures for sink tests: a simulated week enriched in-process, fresh chDB stores, and the
+sink settings and sensor health records the loop (test_loop.py) and broker (test_sink.py) tests share.
 
 The week is small (a few thousand packets a day) so that every test stays fast; the
 ground truth comes from the simulator itself.
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from core.settings import SinkSettings
 from producers.sim.simulate import simulate_quarter
 from schemas.enriched import Enriched
 from sinks.store import Store
@@ -70,3 +73,36 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s.migrate()
     yield s
     s.close()
+
+
+def sink_settings(tmp_path: Path, **over: Any) -> SinkSettings:
+    """Sink settings for a test: the ``store`` fixture's chDB path, a group of its own, short waits."""
+    values: dict[str, Any] = {
+        "dsn": f"chdb://{tmp_path / 'store'}",
+        "group_id": f"sink-{tmp_path.name}",
+        "batch_rows": 4000,
+        "linger": 0.3,
+        "max_backoff": 0.5,
+    }
+    values.update(over)
+    return SinkSettings(**values)
+
+
+def health_record(packets_seen: int) -> dict[str, Any]:
+    """A SensorHealth record of sensor ``sim-0`` that has seen ``packets_seen`` packets."""
+    return {
+        "sensor_id": "sim-0",
+        "ts": datetime(2022, 4, 1, 0, 0, packets_seen % 60, tzinfo=UTC),
+        "started": datetime(2022, 4, 1, tzinfo=UTC),
+        "source": "simulate:2022Q2",
+        "packets_seen": packets_seen,
+        "packets_dropped_kernel": 0,
+        "packets_malformed": {},
+        "packets_out_of_prefix": 0,
+        "packets_sent": packets_seen,
+        "batches_sent": 1,
+        "send_failed": 0,
+        "monitored_addresses": 256,
+        "prefixes": ["198.51.100.0/24"],
+        "version": "0.1.0",
+    }

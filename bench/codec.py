@@ -22,7 +22,8 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from darkscope.demo import random_batch
+from batches import random_batch  # bench/, the script's own folder, is on sys.path
+
 from schemas.codec import PACKET_EVENT, Codec
 from schemas.registry import default_schemas
 

@@ -12,6 +12,7 @@ LocalCounting`, the agents' code without Kafka or Faust), with the worker's defa
 Each scenario runs in a fresh process (peak RSS is per process).
 
     .venv/bin/python bench/count_memory.py [--partitions 8] [--day-sources 1000000] [--hours 24]
+        [--hour-sources 100000 1000000]
 """
 
 from __future__ import annotations
@@ -119,7 +120,14 @@ def main() -> None:
     ap.add_argument(
         "--day-sources", type=int, default=1_000_000, help="distinct sources per hour of the day run"
     )
-    ap.add_argument("--hours", type=int, default=24)
+    ap.add_argument("--hours", type=int, default=24, help="hours of the day run (at least 6)")
+    ap.add_argument(
+        "--hour-sources",
+        type=int,
+        nargs="+",
+        default=[100_000, 1_000_000],
+        help="distinct sources of each one-hour run",
+    )
     ap.add_argument("--scenario", nargs=3, metavar=("NAME", "SOURCES", "HOURS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.scenario:
@@ -128,7 +136,7 @@ def main() -> None:
         return
     retention = WorkerSettings().retention
     print(f"one worker, {args.partitions} counts partitions, retention {retention} s, 3 SYNs per source")
-    runs = [("hour", 100_000, 1), ("hour", 1_000_000, 1), ("day", args.day_sources, args.hours)]
+    runs = [*(("hour", n, 1) for n in args.hour_sources), ("day", args.day_sources, args.hours)]
     for name, sources, hours in runs:
         cmd = [
             sys.executable,

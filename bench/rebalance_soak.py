@@ -4,9 +4,10 @@ Runs ``tests/streams/test_rebalance.py`` (a worker joins mid-stream and the firs
 a worker is killed and another starts: real worker processes, the real broker) N times, each
 in its own pytest process, and prints one line per run and "K of N exact". A failing run's
 output is kept in ``--keep DIR`` (the test says what it last saw: batches enriched, missing
-offsets, hours closed per kind).
+offsets, hours closed per kind). ``--tests`` and ``-k`` pick other tests to repeat
+(tests/bench/test_smoke.py runs one quick broker test once, to see that the soak still runs).
 
-    .venv/bin/python bench/rebalance_soak.py [-n 20] [--keep .darkscope/soak]
+    .venv/bin/python bench/rebalance_soak.py [-n 20] [--keep .darkscope/soak] [-k EXPR] [--tests PATH ...]
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+SCENARIOS = "tests/streams/test_rebalance.py"
 
 
 def main() -> None:
@@ -27,6 +29,13 @@ def main() -> None:
         "--keep", type=Path, default=REPO / ".darkscope" / "soak", help="folder for failed runs' output"
     )
     ap.add_argument("-k", default="", help="pytest -k expression (default: both scenarios)")
+    ap.add_argument(
+        "--tests",
+        nargs="+",
+        default=[SCENARIOS],
+        metavar="PATH",
+        help=f"test files or node ids to run instead (default: {SCENARIOS})",
+    )
     args = ap.parse_args()
     args.keep.mkdir(parents=True, exist_ok=True)
     exact = 0
@@ -39,7 +48,7 @@ def main() -> None:
             "-q",
             "-p",
             "no:cacheprovider",
-            "tests/streams/test_rebalance.py",
+            *args.tests,
         ]
         if args.k:
             cmd += ["-k", args.k]

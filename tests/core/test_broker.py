@@ -19,6 +19,8 @@ def _free_port() -> int:
     return port
 
 
+# Starts a broker of its own (Java, the Maven jars): with the broker tests, not in the quick run.
+@pytest.mark.broker
 def test_up_status_down_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     port = _free_port()
     monkeypatch.setenv("DARKSCOPE_BROKER_PORT", str(port))

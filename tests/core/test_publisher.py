@@ -12,6 +12,8 @@ from core.topics import ensure_topics, list_topics, read_range, watermarks
 from schemas.batch import PacketBatch
 from schemas.codec import Codec
 
+pytestmark = pytest.mark.broker
+
 CODEC = Codec()
 
 

@@ -19,6 +19,8 @@ from core.settings import TopicNames
 from schemas.codec import Codec
 from tests.kafka_helpers import read_all
 
+pytestmark = pytest.mark.broker
+
 REPO = Path(__file__).resolve().parents[2]
 SENDER = r"""
 import sys

@@ -27,6 +27,7 @@ def _packets(bootstrap: str, topic: str) -> tuple[int, set[str], list[int]]:
     return n, sensors, seqs
 
 
+@pytest.mark.broker
 def test_simulated_week_on_kafka_has_exactly_the_ground_truth_count(
     kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path
 ) -> None:
@@ -51,6 +52,7 @@ def test_simulated_week_on_kafka_has_exactly_the_ground_truth_count(
     assert sorted(seqs) == list(range(len(seqs)))  # no gap, no repeat
 
 
+@pytest.mark.broker
 def test_replayed_files_are_filtered_to_the_monitored_prefix_and_report_health(
     kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path
 ) -> None:
@@ -103,6 +105,7 @@ def test_monitored_space_counts_addresses_and_matches_ipv6() -> None:
     assert space.contains(b).tolist() == [True, False, True, False]
 
 
+@pytest.mark.broker
 def test_a_batch_entirely_outside_the_prefixes_is_dropped_not_a_crash(
     kafka_bootstrap: str, topic_names: TopicNames
 ) -> None:

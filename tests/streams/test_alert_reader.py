@@ -36,6 +36,7 @@ def test_format_alert_is_one_line_with_window_kind_key_and_evidence() -> None:
     assert a["message"] in line
 
 
+@pytest.mark.broker
 def test_alerts_tail_prints_every_alert_and_reports_garbage(kafka_bootstrap: str, topic: str) -> None:
     codec = Codec()
     alerts = _raised()
@@ -62,6 +63,7 @@ def test_alerts_tail_prints_every_alert_and_reports_garbage(kafka_bootstrap: str
     assert out[-1].startswith(f"# undecodable message at {topic}[0]@{len(alerts)}")
 
 
+@pytest.mark.broker
 @pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat is installed by make test's Debian step")
 def test_kcat_reads_the_alerts_as_single_object_avro(kafka_bootstrap: str, topic: str) -> None:
     codec = Codec()

@@ -74,10 +74,10 @@ def _finish(lc: LocalCounting) -> LocalCounting:
     return lc
 
 
-def _run(shards: int, batches: list[Batch]) -> LocalCounting:
+def _run(shards: int, partials: list[list[PartialFrame]]) -> LocalCounting:
     lc = _counting(shards)
-    for b in batches:
-        lc.publish(_frames(b, shards))
+    for frames in partials:
+        lc.publish(frames)
         lc.run()
     return _finish(lc)
 
@@ -97,9 +97,16 @@ def _windows(table: dict[bytes, bytes]) -> dict[tuple[str, str, int], dict[str, 
 
 
 @pytest.fixture(scope="module")
-def reference() -> tuple[dict[Any, Any], list[str]]:
+def partials() -> list[list[PartialFrame]]:
+    """The partials of ``_batches()`` over four counts partitions, one list per batch (read-only:
+    publishing encodes them; built once for the tests that replay them)."""
+    return [_frames(b, 4) for b in _batches()]
+
+
+@pytest.fixture(scope="module")
+def reference(partials: list[list[PartialFrame]]) -> tuple[dict[Any, Any], list[str]]:
     """One owner of everything, four counts partitions."""
-    lc = _run(4, _batches())
+    lc = _run(4, partials)
     return _windows(lc.table), [a["alert_id"] for a in lc.alerts]
 
 
@@ -119,7 +126,7 @@ def test_every_packet_is_counted_once_and_the_surge_alerts(
 def test_minute_windows_do_not_depend_on_the_partition_count(
     reference: tuple[dict[Any, Any], list[str]],
 ) -> None:
-    one = _windows(_run(1, _batches()).table)
+    one = _windows(_run(1, [_frames(b, 1) for b in _batches()]).table)
     wins, _ = reference
     assert set(one) == set(wins)
     for key, counts in one.items():
@@ -132,12 +139,12 @@ def test_minute_windows_do_not_depend_on_the_partition_count(
 
 
 def test_a_close_sent_in_many_small_messages_publishes_the_same(
-    reference: tuple[dict[Any, Any], list[str]],
+    reference: tuple[dict[Any, Any], list[str]], partials: list[list[PartialFrame]]
 ) -> None:
     lc = _counting(4)
     lc.max_rows = 5  # every close of a replayed batch is split
-    for b in _batches():
-        lc.publish(_frames(b, 4))
+    for frames in partials:
+        lc.publish(frames)
         lc.run()
     _finish(lc)
     wins, ids = reference
@@ -190,12 +197,11 @@ def test_the_partitions_partials_add_up_to_the_whole(seed: int, shards: int, n: 
 @pytest.mark.parametrize("cut", [1, 30, 61, 97, 119])
 @pytest.mark.parametrize("moved", ["counts", "windows", "both"])
 def test_a_new_owner_from_the_replay_points_ends_with_the_same_table(
-    reference: tuple[dict[Any, Any], list[str]], cut: int, moved: str
+    reference: tuple[dict[Any, Any], list[str]], partials: list[list[PartialFrame]], cut: int, moved: str
 ) -> None:
-    batches = _batches()
     lc = _counting(4)
-    for b in batches[:cut]:
-        lc.publish(_frames(b, 4))
+    for frames in partials[:cut]:
+        lc.publish(frames)
         lc.run()
     # The partitions move: the new owners have the table (restored from its changelog) and
     # the topics, and nothing of the old owners' memory.
@@ -208,8 +214,8 @@ def test_a_new_owner_from_the_replay_points_ends_with_the_same_table(
             lc.move_kind(kind)
     # The packets partitions moved too, before their last three batches were committed: their
     # new owner enriches them again, and their partials come a second time.
-    for b in batches[max(cut - 3, 0) :]:
-        lc.publish(_frames(b, 4))
+    for frames in partials[max(cut - 3, 0) :]:
+        lc.publish(frames)
         lc.run()
     _finish(lc)
     wins, ref_ids = reference
@@ -322,14 +328,14 @@ def test_a_large_close_is_cut_between_windows_and_only_the_last_piece_moves_the_
 
 
 def test_closes_put_off_by_the_throttle_happen_on_the_timer_and_change_nothing(
-    reference: tuple[dict[Any, Any], list[str]],
+    reference: tuple[dict[Any, Any], list[str]], partials: list[list[PartialFrame]]
 ) -> None:
     now = [0.0]
     first = -1
     lc = _counting(4)
     lc.close_every, lc.clock = 5.0, lambda: now[0]
-    for i, b in enumerate(_batches()):
-        lc.publish(_frames(b, 4))
+    for i, frames in enumerate(partials):
+        lc.publish(frames)
         lc.run()
         if i == 2:
             first = len(_windows(lc.table))  # the first close (at clock 0)

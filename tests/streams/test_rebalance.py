@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from core.publisher import Publisher
 from core.settings import TopicNames
 from core.topics import watermarks
@@ -27,6 +29,8 @@ from tests.streams.harness import (
     wait_for,
     windows,
 )
+
+pytestmark = pytest.mark.broker
 
 
 def _send(pub: Publisher, topic: str, batches: list[PacketBatch], pause: float) -> None:

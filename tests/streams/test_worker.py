@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from schemas.batch import PacketBatch
 from schemas.codec import Codec
 from schemas.fingerprints import Fingerprint
 from streams.geo import GeoResolver
-from tests.kafka_helpers import read_all
+from tests.kafka_helpers import fresh_topic_names, read_all
 from tests.streams.harness import (
     alerts,
     enriched_packets,
@@ -28,6 +29,8 @@ from tests.streams.harness import (
     windows,
     workers,
 )
+
+pytestmark = pytest.mark.broker
 
 DAY = 1_648_771_200  # 2022-04-01T00:00:00Z
 SURGE_HOUR = 15
@@ -80,31 +83,37 @@ def _sum_fp(wins: dict, name: str) -> int:
     return sum(n for k, n in hourly_totals(wins, "fp_region").items() if k.startswith(f"{name}/"))
 
 
-@pytest.fixture
-def story_day(kafka_bootstrap: str, topic_names: TopicNames, tmp_path: Path) -> dict[str, Any]:
-    """One worker fed a simulated day, a planted 3389/tcp surge and a garbage message."""
-    with workers(1, kafka_bootstrap, topic_names, tmp_path) as app_id:
-        truth = _publish_day(kafka_bootstrap, topic_names, tmp_path, flat=False)
-        surge = _surge_batch()
-        pub = Publisher(kafka_bootstrap)
-        pub.send(topic_names.packets, Codec().encode_batch(surge), len(surge))
-        pub.send(topic_names.packets, b"\x00garbage, not Avro")
-        pub.flush()
-        expected = truth["totals"]["packets"] + len(surge)
-        wait_for(
-            "the day to be enriched and its windows closed",
-            lambda: _drained(kafka_bootstrap, topic_names, app_id, expected),
-            240,
-            tmp_path,
-        )
-        return {
-            "truth": truth,
-            "surge": surge,
-            "app_id": app_id,
-            "topics": topic_names,
-            "wins": settled_windows(kafka_bootstrap, app_id, tmp_path),
-            "alerts": alerts(kafka_bootstrap, topic_names.alerts),
-        }
+@pytest.fixture(scope="module")
+def story_day(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One worker fed a simulated day, a planted 3389/tcp surge and a garbage message.
+
+    Read-only and slow to build (a worker process, a day through it): built once for the
+    three tests that read it; its topics stay until they are done."""
+    tmp_path = tmp_path_factory.mktemp("story_day")
+    with fresh_topic_names(kafka_bootstrap, "story_day") as topic_names:
+        with workers(1, kafka_bootstrap, topic_names, tmp_path) as app_id:
+            truth = _publish_day(kafka_bootstrap, topic_names, tmp_path, flat=False)
+            surge = _surge_batch()
+            pub = Publisher(kafka_bootstrap)
+            pub.send(topic_names.packets, Codec().encode_batch(surge), len(surge))
+            pub.send(topic_names.packets, b"\x00garbage, not Avro")
+            pub.flush()
+            expected = truth["totals"]["packets"] + len(surge)
+            wait_for(
+                "the day to be enriched and its windows closed",
+                lambda: _drained(kafka_bootstrap, topic_names, app_id, expected),
+                240,
+                tmp_path,
+            )
+            day = {
+                "truth": truth,
+                "surge": surge,
+                "app_id": app_id,
+                "topics": topic_names,
+                "wins": settled_windows(kafka_bootstrap, app_id, tmp_path),
+                "alerts": alerts(kafka_bootstrap, topic_names.alerts),
+            }
+        yield day
 
 
 def test_story_day_through_one_worker(kafka_bootstrap: str, story_day: dict[str, Any]) -> None:

@@ -3,7 +3,8 @@
 Runs ``tests/streams/test_rebalance.py`` (a worker joins mid-stream and the first one stops;
 a worker is killed and another starts: real worker processes, the real broker) N times, each
 in its own pytest process, and prints one line per run and "K of N exact". A failing run's
-output is kept in ``--keep DIR`` (the test says what it last saw: batches enriched, missing
+output and its temporary folders (the worker logs) are kept in ``--keep DIR`` (the test says
+what it last saw: batches enriched, missing
 offsets, hours closed per kind). ``--tests`` and ``-k`` pick other tests to repeat
 (tests/bench/test_smoke.py runs one quick broker test once, to see that the soak still runs).
 
@@ -13,6 +14,7 @@ offsets, hours closed per kind). ``--tests`` and ``-k`` pick other tests to repe
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import time
@@ -49,6 +51,9 @@ def main() -> None:
             "-p",
             "no:cacheprovider",
             *args.tests,
+            # Each run's temporary folders (the worker logs among them) are kept for a failed
+            # run: "exact" or not, the logs say which batch and which partition.
+            f"--basetemp={args.keep / f'run{i}-tmp'}",
         ]
         if args.k:
             cmd += ["-k", args.k]
@@ -61,6 +66,8 @@ def main() -> None:
         )
         if not ok:
             (args.keep / f"run{i}.txt").write_text(run.stdout + run.stderr)
+        else:
+            shutil.rmtree(args.keep / f"run{i}-tmp", ignore_errors=True)
     print(f"{exact} of {args.n} exact")
 
 

@@ -4,8 +4,9 @@ Runs ``tests/streams/test_rebalance.py`` (a worker joins mid-stream and the firs
 a worker is killed and another starts: real worker processes, the real broker) N times, each
 in its own pytest process, and prints one line per run and "K of N exact". A failing run's
 output and its temporary folders (the worker logs) are kept in ``--keep DIR`` (the test says
-what it last saw: batches enriched, missing offsets, hours closed per kind). ``--tests`` and ``-k`` pick other tests to repeat
-(tests/bench/test_smoke.py runs one quick broker test once, to see that the soak still runs).
+what it last saw: batches enriched, missing offsets, hours closed per kind). ``--tests`` and
+``-k`` pick other tests to repeat (tests/bench/test_smoke.py runs one quick broker test once,
+to see that the soak still runs).
 
     .venv/bin/python bench/rebalance_soak.py [-n 20] [--keep .darkscope/soak] [-k EXPR] [--tests PATH ...]
 """

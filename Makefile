@@ -12,12 +12,12 @@ INSTALL_LOG := .darkscope/install.log
 # benchmarks; libpcap is what live capture binds to; chromium renders the report in a test.
 DEBS := openjdk-17-jre-headless maven tcpdump tshark kcat libpcap0.8 chromium
 
-.PHONY: demo test lint typecheck unit install sysdeps broker-up broker-down clean
+.PHONY: demo test lint typecheck unit install sysdeps broker-up broker-down clean k8s-check k8s-dryrun
 
 demo: $(STAMP) $(SYSSTAMP)
 	$(BIN)/darkscope demo
 
-test: $(STAMP) $(SYSSTAMP) lint typecheck
+test: $(STAMP) $(SYSSTAMP) lint typecheck k8s-check
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
@@ -50,6 +50,25 @@ $(SYSSTAMP):
 	    || { echo "could not install$$missing (run as root or install them)"; exit 1; }; \
 	fi
 	@mkdir -p .darkscope && touch $@
+
+# Every kustomization under infra/k8s rendered and validated (kubeconform -strict) against
+# Kubernetes' and the operators' schemas; the pinned tools and schemas are fetched into
+# ~/.cache/darkscope/k8s on first use (Go module proxy, PyPI, Maven Central), then offline.
+k8s-check: $(STAMP) $(SYSSTAMP)
+	@$(BIN)/python infra/k8s-check/check.py
+
+# A real kube-apiserver (built from the k8s.io/kubernetes Go module, ~5 min and ~2 GB the
+# first time) and etcd on 127.0.0.1, the operators' CRDs created, and
+# `kubectl apply --dry-run=server -k` on every kustomization. Not part of `make test`.
+k8s-dryrun: $(STAMP) $(SYSSTAMP)
+	@missing=""; for p in etcd-server openssl; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing) >/dev/null \
+	    || { echo "could not install$$missing (run as root or install them)"; exit 1; }; \
+	fi
+	@$(BIN)/python infra/k8s-check/dryrun.py
 
 broker-up: $(STAMP) $(SYSSTAMP)
 	$(BIN)/darkscope broker up

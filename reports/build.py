@@ -1,73 +1,47 @@
 """The quarterly report: QuarterData -> figures, tables and events -> one HTML file and one JSON.
 
 ``build_report`` is pure (data in, ``Report`` out); ``write_report`` reads the store and writes
-``report-<quarter>[-<sensor>].html`` and ``.json``; ``top5_tables`` gives the two top-5 tables as
-text for a terminal.
+``report-<quarter>[-<sensor>].html`` (``reports.render``) and ``.json`` (``reports.export``);
+``top5_tables`` gives the two top-5 tables as text for a terminal.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import numpy as np
+import numpy.typing as npt
 
 from reports.charts import Line, line_chart, moving_average, paired_bars
-from reports.events import (
-    Event,
-    EventParams,
-    Watched,
-    backscatter_events,
-    new_entries,
-    rank_swaps,
-    series_events,
-)
+from reports.events import Event, EventParams, Watched, rank_swaps, series_events
+from reports.export import report_json
+from reports.notes import render_notes
 from reports.queries import Queryable, load_quarter
-from reports.series import QuarterData, Ranked, Series, rank, top_with_previous
+from reports.ranking import rank_events
+from reports.render import render_html, top5_tables
+from reports.report import Figure, Report, ReportPaths, daily_by_key, shares
+from reports.series import QuarterData, Series, rank, top_with_previous
 
-__all__ = ["Figure", "Report", "ReportPaths", "build_report", "render_html", "top5_tables", "write_report"]
+__all__ = [
+    "Figure",
+    "Report",
+    "ReportPaths",
+    "build_report",
+    "render_html",
+    "report_json",
+    "save_report",
+    "top5_tables",
+    "write_report",
+]
 
 logger = logging.getLogger(__name__)
 
+F64 = npt.NDArray[np.float64]
 MIRAI_WATCH_SHARE = 0.05  # Mirai regions outside the top 5 watched for events from this share
-
-
-@dataclass(frozen=True)
-class ReportPaths:
-    """Files a report run wrote."""
-
-    html: Path
-    json: Path
-    tables: str = ""  # Chart 1 and Chart 2 as text (top5_tables), for the terminal
-
-
-@dataclass(frozen=True)
-class Figure:
-    """One chart: its anchor id, caption and inline SVG, and the figures behind it."""
-
-    id: str
-    title: str
-    svg: str
-    data: dict[str, Any]
-
-
-@dataclass
-class Report:
-    """Everything the HTML and the JSON show."""
-
-    data: QuarterData
-    focus_region: str
-    top_ports: list[Ranked]
-    top_regions: list[Ranked]
-    figures: dict[str, Figure]
-    events: list[Event]
-    mirai_ranks: dict[str, int | None]  # focus region's rank by Mirai sources and by all sources
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _series_json(days: list[Any], series: list[Series]) -> dict[str, Any]:
@@ -85,18 +59,35 @@ def _series_json(days: list[Any], series: list[Series]) -> dict[str, Any]:
     }
 
 
+def _desc(days: list[Any], series: list[Series], marks: list[tuple[Any, int]]) -> str:
+    """The key numbers of a line chart, for its SVG ``<desc>``."""
+    parts = []
+    for s in series:
+        wa = moving_average(s.daily)
+        if len(wa) >= 7:
+            parts.append(
+                f"{s.label}: {s.total:,} packets; weekly average {wa[3]:,.0f} a day in the first week, "
+                f"{wa[-4]:,.0f} in the last"
+            )
+    text = "; ".join(parts) + "."
+    if marks:
+        text += " Events marked: " + ", ".join(f"{n} ({d:%b} {d.day})" for d, n in marks) + "."
+    return text
+
+
 def _figure(fid: str, title: str, data: QuarterData, series: list[Series], marks: list[Any]) -> Figure:
-    svg = line_chart(fid, title, data.days, [Line(s.label, s.daily) for s in series], marks)
+    desc = _desc(data.days, series, marks)
+    svg = line_chart(fid, title, data.days, [Line(s.label, s.daily) for s in series], marks, desc)
     return Figure(fid, title, svg, _series_json(data.days, series))
 
 
-def _shares(sources: dict[str, int]) -> tuple[dict[str, float], list[str]]:
-    total = sum(sources.values()) or 1
-    return {k: v / total for k, v in sources.items()}, rank(sources)
-
-
-def build_report(data: QuarterData, focus_region: str = "JP", params: EventParams | None = None) -> Report:
-    """Tables, figures and events of one quarter (pure)."""
+def build_report(
+    data: QuarterData,
+    focus_region: str = "JP",
+    params: EventParams | None = None,
+    generated: datetime | None = None,
+) -> Report:
+    """Tables, figures and events of one quarter (pure but for ``generated``, default now)."""
     p = params or EventParams()
     focus = focus_region.upper()
     grand = int(data.total.sum())
@@ -114,12 +105,8 @@ def build_report(data: QuarterData, focus_region: str = "JP", params: EventParam
         )
     events += rank_swaps("port", port_series, days, "fig1", p)
     events += rank_swaps("region", region_series, days, "fig2", p)
-    if data.previous_ports:
-        events += new_entries("port", top_ports, data.previous, days, "fig1")
-    if data.previous_regions:
-        events += new_entries("region", top_regions, data.previous, days, "fig2")
     mirai_total = data.mirai_total
-    events += series_events(Watched("mirai", "Mirai packets", mirai_total, "fig3"), days, p)
+    events += series_events(Watched("mirai", "all Mirai packets", mirai_total, "fig3"), days, p)
     mirai_totals = {k: s.total for k, s in data.mirai.items()}
     mirai_top = rank(mirai_totals)[:5]
     all_mirai = sum(mirai_totals.values()) or 1
@@ -128,25 +115,25 @@ def build_report(data: QuarterData, focus_region: str = "JP", params: EventParam
     ]
     if focus in data.mirai and focus not in watched:
         watched.append(focus)
-    extra_figs: dict[str, Figure] = {}
+    extra_figs: dict[str, Series] = {}
     for k in watched:
         s = data.mirai[k]
         fid = "fig5" if k in mirai_top else "fig6" if k == focus else f"fig-mirai-{k.lower()}"
         found = series_events(Watched(f"mirai:{k}", f"Mirai packets from {s.label}", s.daily, fid), days, p)
         if found and fid.startswith("fig-mirai-"):
-            extra_figs[fid] = _figure(
-                fid, f"Mirai packets from {s.label}", data, [s], [e.start for e in found]
-            )
+            extra_figs[fid] = s
         events += found
     bs = Series("backscatter", "Backscatter packets", data.backscatter)
     events += series_events(Watched("backscatter", "backscatter packets", data.backscatter, "fig7"), days, p)
-    events += backscatter_events(data.episodes, "fig7", p.top_episodes)
-    events.sort(key=lambda e: (e.start, e.figure, e.subject, e.kind))
+    events = rank_events(events, days, daily_by_key(data))
 
-    def marks(fig: str) -> list[Any]:
-        return sorted(
-            {e.start for e in events if e.figure == fig and e.kind not in ("new_entry", "backscatter")}
-        )
+    main = [e for e in events if e.rank is not None and e.rank <= p.main_events]
+
+    def marks(fig: str) -> list[tuple[Any, int]]:
+        """(date, number) of each main event told on ``fig`` (by its cause or a consequence)."""
+        # One mark per event, on its date, on every figure where it or a consequence is told.
+        found = [(e.start, e.rank or 0) for e in main if any(m.figure == fig for m in (e, *e.consequences))]
+        return sorted(found)
 
     figures = {
         "fig1": _figure(
@@ -163,10 +150,29 @@ def build_report(data: QuarterData, focus_region: str = "JP", params: EventParam
             marks("fig3"),
         ),
     }
-    m_share, m_order = _shares(data.mirai_sources)
-    a_share, a_order = _shares(data.region_sources)
-    rows_keys = list(dict.fromkeys(m_order[:10] + a_order[:10] + ([focus] if focus in a_share else [])))
-    rows = [(data.region_label(k), m_share.get(k, 0.0), a_share.get(k, 0.0)) for k in rows_keys]
+    m_share, m_order = shares(data.mirai_sources)
+    a_share, a_order = shares(data.region_sources)
+    m_rank = {k: i + 1 for i, k in enumerate(m_order)}
+    a_rank = {k: i + 1 for i, k in enumerate(a_order)}
+    keys = set(m_order[:10] + a_order[:10] + ([focus] if focus in a_share else []))
+    # Rows by their better rank of the two, so the regions that lead either ranking come first.
+    rows_keys = sorted(
+        keys, key=lambda k: (min(m_rank.get(k, 999), a_rank.get(k, 999)), m_rank.get(k, 999), k)
+    )
+
+    def row_name(k: str) -> str:
+        return f"{data.region_label(k)} · #{m_rank.get(k, '-')} / #{a_rank.get(k, '-')}"
+
+    rows = [(row_name(k), m_share.get(k, 0.0), a_share.get(k, 0.0)) for k in rows_keys]
+    fig4_desc = (
+        "Unique source addresses by region (Mirai rank / all rank): "
+        + "; ".join(
+            f"{data.region_label(k)} {m_share.get(k, 0.0):.1%} of Mirai sources, "
+            f"{a_share.get(k, 0.0):.1%} of all"
+            for k in rows_keys[:6]
+        )
+        + "."
+    )
     mirai_ranks = {
         "mirai": m_order.index(focus) + 1 if focus in m_order else None,
         "all": a_order.index(focus) + 1 if focus in a_order else None,
@@ -174,12 +180,20 @@ def build_report(data: QuarterData, focus_region: str = "JP", params: EventParam
     figures["fig4"] = Figure(
         "fig4",
         "Share of unique source addresses by region: Mirai packets and all packets",
-        paired_bars("fig4", "Share of unique sources", rows, ("Mirai packets", "All packets"), focus),
+        paired_bars(
+            "fig4",
+            "Share of unique source addresses by region: Mirai packets and all packets",
+            rows,
+            ("Mirai packets (rank after #)", "All packets (rank after /)"),
+            focus,
+            fig4_desc,
+        ),
         {
             "mirai_sources": data.mirai_sources,
             "all_sources": data.region_sources,
             "focus_region": focus,
             "focus_rank": mirai_ranks,
+            "rows": [{"key": k, "mirai_rank": m_rank.get(k), "all_rank": a_rank.get(k)} for k in rows_keys],
         },
     )
     figures["fig5"] = _figure(
@@ -196,101 +210,21 @@ def build_report(data: QuarterData, focus_region: str = "JP", params: EventParam
     figures["fig7"] = _figure(
         "fig7", "Daily backscatter packets (DoS victims replying)", data, [bs], marks("fig7")
     )
-    figures.update(extra_figs)
-    return Report(data, focus, top_ports, top_regions, figures, events, mirai_ranks)
-
-
-def report_json(report: Report) -> dict[str, Any]:
-    """Every figure of the report as JSON-ready data."""
-    d = report.data
-
-    def ranked(rows: list[Ranked]) -> list[dict[str, Any]]:
-        return [
-            {
-                "rank": r.rank,
-                "key": r.key,
-                "label": r.label,
-                "packets": r.packets,
-                "share": round(r.share, 5),
-                "previous_rank": r.previous_rank,
-            }
-            for r in rows
-        ]
-
-    return {
-        "format": "darkscope.report/1",
-        "quarter": d.quarter,
-        "previous_quarter": d.previous,
-        "sensor": d.sensor,
-        "focus_region": report.focus_region,
-        "first_day": d.days[0].isoformat(),
-        "last_day": d.days[-1].isoformat(),
-        "packets": int(d.total.sum()),
-        "daily_packets": [int(v) for v in d.total],
-        "top5": {"ports": ranked(report.top_ports), "regions": ranked(report.top_regions)},
-        "figures": {k: {"title": f.title, **f.data} for k, f in report.figures.items()},
-        "events": [e.to_dict() for e in report.events],
-        "backscatter": {
-            "episodes": len(d.episodes),
-            "victims": len({e.victim for e in d.episodes}),
-            "list": [
-                {
-                    "victim": e.victim,
-                    "region": e.region,
-                    "start": e.start.isoformat(),
-                    "end": e.end.isoformat(),
-                    "packets": e.packets,
-                    "protocols": e.protocols,
-                }
-                for e in d.episodes
-            ],
-        },
-        "health": [
-            {
-                "sensor": h.sensor,
-                "days_with_data": h.days_with_data,
-                "days_in_quarter": len(d.days),
-                "packets": h.packets,
-                "captured": h.captured,
-                "dropped": h.dropped,
-                "monitored_addresses": h.monitored_addresses,
-                "packets_per_address_day": h.per_address_day,
-            }
-            for h in d.health
-        ],
-    }
-
-
-def render_html(report: Report, generated: datetime | None = None) -> str:
-    """The self-contained HTML page of the report."""
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("reports", "templates"),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-        undefined=jinja2.StrictUndefined,
+    told_on = {m.figure for e in events for m in (e, *e.consequences)}
+    for fid, s in extra_figs.items():  # charts of the events told on no other figure
+        if fid in told_on:
+            figures[fid] = _figure(fid, f"Daily Mirai packets from {s.label}", data, [s], marks(fid))
+    return Report(
+        data,
+        focus,
+        top_ports,
+        top_regions,
+        figures,
+        events,
+        mirai_ranks,
+        params=p,
+        generated=generated or datetime.now(UTC),
     )
-    env.filters["thousands"] = lambda v: f"{int(v):,}"
-    return env.get_template("report.html.j2").render(
-        r=report,
-        d=report.data,
-        generated=(generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC"),
-        extra_figures=[f for k, f in report.figures.items() if k.startswith("fig-mirai-")],
-    )
-
-
-def top5_tables(report: Report) -> str:
-    """Chart 1 and Chart 2 as plain text, for a terminal."""
-    lines = []
-    for title, rows in (
-        ("Top 5 destination ports", report.top_ports),
-        ("Top 5 source regions", report.top_regions),
-    ):
-        lines.append(f"{title} ({report.data.quarter}; previous quarter {report.data.previous})")
-        lines.append(f"  {'rank':>4}  {'':32} {'packets':>12} {'share':>7}  previous")
-        for r in rows:
-            prev = str(r.previous_rank) if r.previous_rank else "-"
-            lines.append(f"  {r.rank:>4}  {r.label:32} {r.packets:>12,} {r.share:>7.1%}  {prev:>8}")
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
 
 
 def write_report(
@@ -300,9 +234,12 @@ def write_report(
     sensor: str | None = None,
     focus_region: str = "JP",
     params: EventParams | None = None,
+    notes: str = "",
 ) -> ReportPaths:
-    """Read ``quarter`` from the store and write its HTML and JSON into ``out_dir``."""
-    report = build_report(load_quarter(store, quarter, sensor), focus_region, params)
+    """Read ``quarter`` from the store and write its HTML and JSON into ``out_dir``; ``notes``
+    (Markdown) are the analyst's own sections."""
+    report = build_report(load_quarter(store, quarter, sensor, focus_region), focus_region, params)
+    report.notes = render_notes(notes) if notes.strip() else ""
     return save_report(report, out_dir)
 
 

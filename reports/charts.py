@@ -1,7 +1,10 @@
 """Charts as inline SVG strings (no scripts, no fonts fetched: the HTML works offline and prints).
 
 ``line_chart``: daily values of several series, each with its 7-day moving average drawn over
-the daily line; ``paired_bars``: two shares side by side per category (Figure 4).
+the daily line, labelled at its right end; ``paired_bars``: two shares side by side per
+category (Figure 4). Colours are Okabe-Ito's (safe for colour-blind readers), and each line
+also has its own dash style, so no reader needs colour to tell two lines apart. Every SVG has a
+``<title>`` and a ``<desc>`` stating its key numbers (screen readers, and the text of a print).
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from html import escape
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["PALETTE", "Line", "line_chart", "moving_average", "paired_bars"]
+__all__ = ["DASHES", "PALETTE", "Line", "line_chart", "moving_average", "paired_bars"]
 
 F64 = npt.NDArray[np.float64]
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2")
+# Okabe & Ito (2008), "Color Universal Design": black first, then the seven hues.
+PALETTE = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F0E442")
+DASHES = ("", "8,3", "2,2", "10,3,2,3", "4,4", "1,3", "12,4")
 W, H = 760, 300
-LEFT, RIGHT, TOP, BOTTOM = 64, 16, 16, 64
+LEFT, RIGHT, TOP, BOTTOM = 64, 150, 24, 40
 
 
 @dataclass(frozen=True)
@@ -31,12 +36,14 @@ class Line:
 
 
 def moving_average(values: F64, window: int = 7) -> F64:
-    """Trailing ``window``-day mean (shorter at the start, so it starts on day one)."""
+    """Centred ``window``-day mean (the week around each day; shorter at both ends, so it does
+    not lag a change by half a week)."""
     v = np.asarray(values, dtype=np.float64)
     c = np.concatenate([[0.0], np.cumsum(v)])
-    i = np.arange(1, len(v) + 1)
-    lo = np.maximum(i - window, 0)
-    out: F64 = (c[i] - c[lo]) / (i - lo)
+    i = np.arange(len(v))
+    lo = np.maximum(i - window // 2, 0)
+    hi = np.minimum(i + window // 2 + 1, len(v))
+    out: F64 = (c[hi] - c[lo]) / (hi - lo)
     return out
 
 
@@ -60,11 +67,41 @@ def _fmt(v: float) -> str:
     return f"{v:g}"
 
 
+def _head(chart_id: str, title: str, desc: str, height: int) -> str:
+    return (
+        f'<svg id="{escape(chart_id)}-svg" class="chart" xmlns="http://www.w3.org/2000/svg" '
+        f'viewBox="0 0 {W} {height}" width="{W}" height="{height}" role="img" '
+        f'aria-labelledby="{escape(chart_id)}-title {escape(chart_id)}-desc">'
+        f'<title id="{escape(chart_id)}-title">{escape(title)}</title>'
+        f'<desc id="{escape(chart_id)}-desc">{escape(desc)}</desc>'
+    )
+
+
+def _spread(ys: list[float], gap: float, lo: float, hi: float) -> list[float]:
+    """Label positions near ``ys`` (sorted order kept) at least ``gap`` apart, within lo..hi."""
+    order = sorted(range(len(ys)), key=lambda i: ys[i])
+    out = list(ys)
+    prev = lo - gap
+    for i in order:
+        out[i] = max(ys[i], prev + gap)
+        prev = out[i]
+    over = prev - hi
+    if over > 0:
+        for i in order:
+            out[i] -= over
+    return out
+
+
 def line_chart(
-    chart_id: str, title: str, days: Sequence[date], lines: Sequence[Line], marks: Sequence[date] = ()
+    chart_id: str,
+    title: str,
+    days: Sequence[date],
+    lines: Sequence[Line],
+    marks: Sequence[tuple[date, int]] = (),
+    desc: str = "",
 ) -> str:
-    """An SVG line chart of daily values with 7-day moving averages; ``marks`` draws a dotted
-    vertical line on each date (the events the text names)."""
+    """An SVG line chart of daily values with 7-day moving averages, each line labelled at its
+    end; ``marks`` draws a numbered vertical line on each date (the events the list numbers)."""
     n = max(len(days), 2)
     top = max([float(np.max(ln.values)) for ln in lines if len(ln.values)] + [1.0])
     ymax, ticks = _nice(top)
@@ -77,8 +114,7 @@ def line_chart(
         return TOP + ph * (1 - v / ymax)
 
     parts = [
-        f'<svg id="{escape(chart_id)}-svg" class="chart" xmlns="http://www.w3.org/2000/svg" '
-        f'viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="{escape(title)}">',
+        _head(chart_id, title, desc or title, H),
         f'<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="#fff" stroke="#999"/>',
     ]
     for t in ticks:
@@ -94,30 +130,56 @@ def line_chart(
                 f"{d:%b} {d.day}</text>"
             )
     index = {d: i for i, d in enumerate(days)}
-    for m in marks:
-        if m in index:
-            xm = x(index[m])
-            parts.append(
-                f'<line class="mark" x1="{xm:.1f}" x2="{xm:.1f}" y1="{TOP}" y2="{TOP + ph}" '
-                'stroke="#555" stroke-dasharray="2,3"/>'
-            )
-    for k, ln in enumerate(lines):
-        color = PALETTE[k % len(PALETTE)]
-        daily = " ".join(f"{x(i):.1f},{y(float(v)):.1f}" for i, v in enumerate(ln.values))
-        avg = " ".join(f"{x(i):.1f},{y(float(v)):.1f}" for i, v in enumerate(moving_average(ln.values)))
+    placed: list[float] = []  # label centres so far: a label too close moves right
+    for m, number in marks:
+        if m not in index:
+            continue
+        xm = x(index[m])
+        cx = xm
+        while any(abs(px - cx) < 16 for px in placed):
+            cx += 16
+        placed.append(cx)
         parts.append(
-            f'<polyline points="{daily}" fill="none" stroke="{color}" stroke-width="1" opacity="0.45"/>'
+            f'<line class="mark" x1="{xm:.1f}" x2="{xm:.1f}" y1="{TOP}" y2="{TOP + ph}" '
+            'stroke="#555" stroke-dasharray="2,3"/>'
         )
-        parts.append(f'<polyline points="{avg}" fill="none" stroke="{color}" stroke-width="2.2"/>')
-        lx, ly = LEFT + (k % 4) * 175, TOP + ph + 32 + (k // 4) * 16
-        parts.append(f'<rect x="{lx}" y="{ly - 9}" width="14" height="4" fill="{color}"/>')
-        parts.append(f'<text x="{lx + 18}" y="{ly - 4}" font-size="11">{escape(ln.label)}</text>')
+        cy = TOP - 10
+        parts.append(
+            f'<g class="mark-label"><circle cx="{cx:.1f}" cy="{cy}" r="7.5" fill="#fff" stroke="#555"/>'
+            f'<text x="{cx:.1f}" y="{cy + 3.5}" text-anchor="middle" font-size="10" '
+            f'font-weight="bold">{number}</text></g>'
+        )
+    ends = []
+    for k, ln in enumerate(lines):
+        color, dash = PALETTE[k % len(PALETTE)], DASHES[k % len(DASHES)]
+        avg_v = moving_average(ln.values)
+        daily = " ".join(f"{x(i):.1f},{y(float(v)):.1f}" for i, v in enumerate(ln.values))
+        avg = " ".join(f"{x(i):.1f},{y(float(v)):.1f}" for i, v in enumerate(avg_v))
+        style = f' stroke-dasharray="{dash}"' if dash else ""
+        parts.append(
+            f'<polyline points="{daily}" fill="none" stroke="{color}" stroke-width="1" opacity="0.35"/>'
+        )
+        parts.append(f'<polyline points="{avg}" fill="none" stroke="{color}" stroke-width="2.4"{style}/>')
+        ends.append(y(float(avg_v[-1])) if len(avg_v) else TOP + ph)
+    for k, (ln, ly) in enumerate(zip(lines, _spread(ends, 13, TOP + 6, TOP + ph), strict=True)):
+        color, dash = PALETTE[k % len(PALETTE)], DASHES[k % len(DASHES)]
+        style = f' stroke-dasharray="{dash}"' if dash else ""
+        lx = LEFT + pw + 4
+        parts.append(
+            f'<line x1="{lx}" x2="{lx + 18}" y1="{ly:.1f}" y2="{ly:.1f}" stroke="{color}" '
+            f'stroke-width="2.4"{style}/>'
+        )
+        parts.append(f'<text x="{lx + 22}" y="{ly + 4:.1f}" font-size="11">{escape(_short(ln.label))}</text>')
     parts.append(
-        f'<text x="{LEFT + pw}" y="{H - 4}" text-anchor="end" font-size="10" fill="#666">'
-        "thin: daily packets, thick: 7-day moving average</text>"
+        f'<text x="{LEFT + pw}" y="{H - 4}" text-anchor="end" font-size="10" fill="#555">'
+        "thin: daily packets; thick: weekly average (centred 7-day mean); circled: event numbers</text>"
     )
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def _short(label: str, width: int = 20) -> str:
+    return label if len(label) <= width else label[: width - 1] + "…"
 
 
 def paired_bars(
@@ -126,31 +188,34 @@ def paired_bars(
     rows: Sequence[tuple[str, float, float]],
     labels: tuple[str, str],
     highlight: str | None = None,
+    desc: str = "",
 ) -> str:
-    """Horizontal bars, two per row (shares 0-1): e.g. Mirai sources vs all sources by region."""
+    """Horizontal bars, two per row (shares 0-1): e.g. Mirai sources vs all sources by region.
+    Row names are drawn in full at the left (the name column grows to fit them)."""
     row_h, bar_h = 26, 10
     height = TOP + row_h * len(rows) + 40
-    pw = W - 200 - RIGHT
+    name_w = max([len(name) for name, _, _ in rows] + [10]) * 6.6 + 12
+    x0 = name_w + 10
+    pw = W - x0 - 60  # room for the value printed after the longest bar
     vmax = max([max(a, b) for _, a, b in rows] + [0.01])
-    parts = [
-        f'<svg id="{escape(chart_id)}-svg" class="chart" xmlns="http://www.w3.org/2000/svg" '
-        f'viewBox="0 0 {W} {height}" width="{W}" height="{height}" role="img" aria-label="{escape(title)}">'
-    ]
+    parts = [_head(chart_id, title, desc or title, height)]
     for i, (name, a, b) in enumerate(rows):
         y0 = TOP + i * row_h
-        weight = "bold" if highlight and name.endswith(f"({highlight})") else "normal"
+        weight = "bold" if highlight and f"({highlight})" in name else "normal"
         parts.append(
-            f'<text x="190" y="{y0 + 14}" text-anchor="end" font-size="11" font-weight="{weight}">'
+            f'<text x="{name_w:.0f}" y="{y0 + 14}" text-anchor="end" font-size="11" font-weight="{weight}">'
             f"{escape(name)}</text>"
         )
         for k, v in enumerate((a, b)):
             w = pw * v / vmax
             yb = y0 + 2 + k * (bar_h + 1)
-            parts.append(f'<rect x="200" y="{yb}" width="{w:.1f}" height="{bar_h}" fill="{PALETTE[k]}"/>')
-            parts.append(f'<text x="{204 + w:.1f}" y="{yb + 9}" font-size="9">{v:.1%}</text>')
+            fill = PALETTE[4] if k == 0 else PALETTE[1]
+            parts.append(f'<rect x="{x0:.0f}" y="{yb}" width="{w:.1f}" height="{bar_h}" fill="{fill}"/>')
+            parts.append(f'<text x="{x0 + 4 + w:.1f}" y="{yb + 9}" font-size="9">{v:.1%}</text>')
     ly = TOP + row_h * len(rows) + 20
     for k, label in enumerate(labels):
-        parts.append(f'<rect x="{200 + k * 220}" y="{ly - 9}" width="12" height="10" fill="{PALETTE[k]}"/>')
-        parts.append(f'<text x="{216 + k * 220}" y="{ly}" font-size="11">{escape(label)}</text>')
+        fill = PALETTE[4] if k == 0 else PALETTE[1]
+        parts.append(f'<rect x="{x0 + k * 220:.0f}" y="{ly - 9}" width="12" height="10" fill="{fill}"/>')
+        parts.append(f'<text x="{x0 + 16 + k * 220:.0f}" y="{ly}" font-size="11">{escape(label)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)

@@ -6,17 +6,28 @@ eventually), the raw ``packets`` table for backscatter episodes, and ``sensor_he
 
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 import numpy as np
 
+from core.errors import QueryFailed
 from reports.quarters import previous_quarter, quarter_days
-from reports.series import Episode, QuarterData, SensorHealth, Series
+from reports.series import AsRow, Episode, QuarterData, SensorHealth, Series, ToolRow
 from schemas.fingerprints import Fingerprint
 
-__all__ = ["Queryable", "load_quarter", "port_label"]
+__all__ = [
+    "REPORT_TABLES",
+    "Queryable",
+    "load_quarter",
+    "missing_tables",
+    "port_label",
+    "prefix_addresses",
+    "require_schema",
+]
 
 PORT_KEY = (
     "multiIf(protocol = 6, concat(toString(dport), '/tcp'), protocol = 17, concat(toString(dport), '/udp'), "
@@ -25,9 +36,19 @@ PORT_KEY = (
 )
 TOP_PORTS = 10  # daily series kept per quarter (the top 5 and the ranks below, for swaps)
 PREVIOUS_PORTS = 200  # keys ranked in the previous quarter
+MIRAI_AS_REGIONS = 5  # regions (by Mirai sources) whose top ASes are listed, with the focus region
+TOOLS = (
+    ("Mirai", Fingerprint.MIRAI),
+    ("ZMap", Fingerprint.ZMAP),
+    ("Masscan", Fingerprint.MASSCAN),
+    ("Nmap (SYN scan)", Fingerprint.NMAP_SYN),
+)
 EPISODE_GAP_S = 300  # a victim silent this long starts a new episode
 # corsaro's DoS thresholds (DESIGN.md): >= 25 packets, >= 60 s, >= 30 packets per minute
 MIN_PACKETS, MIN_SECONDS, MIN_PPM = 25, 60.0, 30.0
+
+
+REPORT_TABLES = ("rollup_port_day", "rollup_region_day", "rollup_fp_region_day", "packets", "sensor_health")
 
 
 class Queryable(Protocol):
@@ -44,6 +65,27 @@ def port_label(key: str, service: str) -> str:
     else:
         base = key.upper()
     return f"{base} ({service})" if service and service not in (key, "icmp", "icmpv6") else base
+
+
+def missing_tables(store: Queryable) -> list[str]:
+    """The tables the report reads that the store's database does not hold."""
+    rows = store.query("SELECT name FROM system.tables WHERE database = currentDatabase()").result_rows
+    have = {str(name) for (name,) in rows}
+    return [t for t in REPORT_TABLES if t not in have]
+
+
+def require_schema(store: Queryable, dsn: str) -> None:
+    """Raise ``QueryFailed`` naming ``dsn`` when the store holds no darkscope schema (yet):
+    what a newcomer meets pointing the report at a fresh or wrong store."""
+    missing = missing_tables(store)
+    if not missing:
+        return
+    what = "no darkscope schema" if len(missing) == len(REPORT_TABLES) else f"no table {', '.join(missing)}"
+    raise QueryFailed(
+        f"the store at {dsn} holds {what}: nothing has been written there yet. Point --dsn "
+        "(DARKSCOPE_SINK_DSN) at the store the sink wrote (`make demo` writes "
+        "chdb://demo-out/run-<time>/store), or run the sink (it creates the schema)."
+    )
 
 
 def _rows(store: Queryable, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -69,8 +111,11 @@ def _daily(rows: list[tuple[Any, ...]], days: list[date]) -> dict[str, np.ndarra
     return dict(out)
 
 
-def load_quarter(store: Queryable, quarter: str, sensor: str | None = None) -> QuarterData:
-    """Every figure of ``quarter`` (and the previous quarter's rankings) for one or all sensors."""
+def load_quarter(
+    store: Queryable, quarter: str, sensor: str | None = None, focus_region: str = ""
+) -> QuarterData:
+    """Every figure of ``quarter`` (and the previous quarter's rankings) for one or all sensors;
+    ``focus_region``'s ASes are listed with those of the top Mirai regions."""
     days = quarter_days(quarter)
     prev = previous_quarter(quarter)
     p, pp = _params(quarter, sensor), _params(prev, sensor)
@@ -182,7 +227,39 @@ def load_quarter(store: Queryable, quarter: str, sensor: str | None = None) -> Q
     data.mirai = {c: Series(c, data.region_label(c), v) for c, v in mirai_daily.items()}
     data.episodes = load_episodes(store, quarter, sensor)
     data.health = load_health(store, quarter, sensor)
+    ranked = sorted(mirai_sources, key=lambda k: (-mirai_sources[k], k))[:MIRAI_AS_REGIONS]
+    focus_and_top = list(dict.fromkeys([*ranked, *(r for r in (focus_region.upper(),) if r)]))
+    data.mirai_asns = load_mirai_asns(store, quarter, sensor, focus_and_top)
+    data.tools = load_tools(store, quarter, sensor)
     return data
+
+
+def load_mirai_asns(
+    store: Queryable, quarter: str, sensor: str | None, regions: Sequence[str], top: int = 3
+) -> list[AsRow]:
+    """The ``top`` ASes by Mirai sources in each of ``regions`` (per-source verdict)."""
+    if not regions:
+        return []
+    rows = _rows(
+        store,
+        "SELECT toString(region), asn, toString(as_org), uniqExact(source), count() FROM packets "
+        f"WHERE {_where(sensor)} AND bitAnd(fp_verdict, {int(Fingerprint.MIRAI)}) != 0 "
+        "AND region IN %(regions)s GROUP BY region, asn, as_org "
+        f"ORDER BY region, 4 DESC, asn LIMIT {int(top)} BY region",
+        {**_params(quarter, sensor), "regions": list(regions)},
+    )
+    order = {r: i for i, r in enumerate(regions)}
+    out = [AsRow(str(r), int(a), str(o), int(s), int(n)) for r, a, o, s, n in rows]
+    return sorted(out, key=lambda x: (order.get(x.region, 99), -x.sources, x.asn))
+
+
+def load_tools(store: Queryable, quarter: str, sensor: str | None) -> list[ToolRow]:
+    """Sources and packets of each scanning tool, by the per-source verdict (a chance match of
+    one packet, such as ZMap's IP id 54321, does not make a source a ZMap source)."""
+    conds = [f"bitAnd(fp_verdict, {int(bit)}) != 0" for _, bit in TOOLS]
+    cols = ", ".join(f"uniqExactIf(source, {c}), countIf({c})" for c in conds)
+    (row,) = _rows(store, f"SELECT {cols} FROM packets WHERE {_where(sensor)}", _params(quarter, sensor))
+    return [ToolRow(name, int(row[2 * i]), int(row[2 * i + 1])) for i, (name, _) in enumerate(TOOLS)]
 
 
 def load_episodes(store: Queryable, quarter: str, sensor: str | None = None) -> list[Episode]:
@@ -230,6 +307,18 @@ def load_episodes(store: Queryable, quarter: str, sensor: str | None = None) -> 
     return out
 
 
+def prefix_addresses(prefixes: Sequence[str]) -> int:
+    """Addresses in the union of ``prefixes`` ('198.51.100.0/24' -> 256); 0 when none parse."""
+    nets: dict[int, list[Any]] = {4: [], 6: []}
+    for text in prefixes:
+        try:
+            net = ipaddress.ip_network(str(text).strip(), strict=False)
+        except ValueError:
+            continue
+        nets[net.version].append(net)
+    return sum(n.num_addresses for group in nets.values() for n in ipaddress.collapse_addresses(group))
+
+
 def load_health(store: Queryable, quarter: str, sensor: str | None = None) -> list[SensorHealth]:
     """Per sensor: days with data and packets stored (rollups), captured and dropped packets and
     monitored addresses (sensor health records, cumulative per run: the last record of each run)."""
@@ -242,14 +331,17 @@ def load_health(store: Queryable, quarter: str, sensor: str | None = None) -> li
     )
     health: dict[str, tuple[int, int, int]] = {}
     hw = _where(sensor, "toDate(ts)")
-    for name, seen, dropped, addresses in _rows(
+    for name, seen, dropped, addresses, prefixes in _rows(
         store,
-        "SELECT s, sum(seen), sum(dropped), max(addr) FROM (SELECT toString(sensor) AS s, started, "
-        "max(packets_seen) AS seen, max(packets_dropped_kernel) + max(packets_out_of_prefix) AS dropped, "
-        f"max(monitored_addresses) AS addr FROM sensor_health WHERE {hw} GROUP BY s, started) GROUP BY s",
+        "SELECT s, sum(seen), sum(dropped), max(addr), groupUniqArrayArray(pfx) FROM (SELECT "
+        "toString(sensor) AS s, started, max(packets_seen) AS seen, max(packets_dropped_kernel) + "
+        "max(packets_out_of_prefix) AS dropped, max(monitored_addresses) AS addr, "
+        f"groupUniqArrayArray(prefixes) AS pfx FROM sensor_health WHERE {hw} GROUP BY s, started) GROUP BY s",
         p,
     ):
-        health[str(name)] = (int(seen), int(dropped), int(addresses))
+        # A sensor that did not count its addresses still names its prefixes: count them here.
+        known = int(addresses) or prefix_addresses(prefixes)
+        health[str(name)] = (int(seen), int(dropped), known)
     out = []
     for name, ndays, packets, first, last in stored:
         seen, dropped, addresses = health.get(str(name), (0, 0, 0))

@@ -12,7 +12,17 @@ from datetime import date, datetime
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Episode", "QuarterData", "Ranked", "SensorHealth", "Series", "rank", "top_with_previous"]
+__all__ = [
+    "AsRow",
+    "Episode",
+    "QuarterData",
+    "Ranked",
+    "SensorHealth",
+    "Series",
+    "ToolRow",
+    "rank",
+    "top_with_previous",
+]
 
 F64 = npt.NDArray[np.float64]
 
@@ -61,6 +71,26 @@ class Episode:
 
 
 @dataclass(frozen=True)
+class AsRow:
+    """One autonomous system's Mirai sources in one region: the operator to notify."""
+
+    region: str
+    asn: int
+    as_org: str
+    sources: int  # unique source addresses with the Mirai fingerprint
+    packets: int
+
+
+@dataclass(frozen=True)
+class ToolRow:
+    """A scanning tool over the quarter, by per-source verdict (not per-packet flag)."""
+
+    tool: str
+    sources: int
+    packets: int
+
+
+@dataclass(frozen=True)
 class SensorHealth:
     """One sensor over the quarter: what it saw and what it lost."""
 
@@ -101,6 +131,8 @@ class QuarterData:
     region_names: dict[str, str] = field(default_factory=dict)
     episodes: list[Episode] = field(default_factory=list)
     health: list[SensorHealth] = field(default_factory=list)
+    mirai_asns: list[AsRow] = field(default_factory=list)  # top ASes of the top Mirai regions
+    tools: list[ToolRow] = field(default_factory=list)  # scanner tools by per-source verdict
 
     @property
     def mirai_total(self) -> F64:

@@ -31,13 +31,28 @@ __all__ = ["demo", "report"]
 @focus_region_option
 @report_out_option
 @dsn_option
+@click.option(
+    "--notes",
+    "notes",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    metavar="FILE.md",
+    help="The analyst's own sections (findings, recommendations) in Markdown: headings, paragraphs, "
+    "lists and emphasis, rendered into the report (HTML is escaped).",
+)
 def report(
-    quarter: str, sensor: str | None, focus_region: str | None, out_dir: Path | None, dsn: str | None
+    quarter: str,
+    sensor: str | None,
+    focus_region: str | None,
+    out_dir: Path | None,
+    dsn: str | None,
+    notes: Path | None,
 ) -> None:
     """Write the quarterly report (HTML with inline charts, and JSON) from the ClickHouse store."""
     from reports.build import write_report
     from reports.changes import ChangeParams
     from reports.events import EventParams
+    from reports.queries import require_schema
     from sinks.store import Store
 
     rs = build(ReportSettings, focus_region=focus_region, out_dir=out_dir)
@@ -48,9 +63,17 @@ def report(
         top_episodes=rs.top_episodes,
     )
     password = store_settings.password.get_secret_value() if store_settings.password else None
+    notes_md = notes.read_text(encoding="utf-8") if notes else ""
     with Store.open(store_settings.dsn, password=password) as store:
+        require_schema(store, store_settings.dsn)
         paths = write_report(
-            store, quarter, rs.out_dir, sensor=sensor, focus_region=rs.focus_region, params=params
+            store,
+            quarter,
+            rs.out_dir,
+            sensor=sensor,
+            focus_region=rs.focus_region,
+            params=params,
+            notes=notes_md,
         )
     click.echo(paths.tables)
     click.echo(f"report: {paths.html}\nfigures: {paths.json}")

@@ -8,6 +8,7 @@
 - ``reports.ranking``   events ranked by significance, one cause told once with its consequences
 - ``reports.victims``   DoS victims, their backscatter episodes aggregated
 - ``reports.charts``    charts as inline SVG (Okabe-Ito colours, dashes, numbered event marks)
+- ``reports.health``    the packets stored per sensor and day, outages drawn as gaps
 - ``reports.prose``     the paragraphs under the figures, written from the ranked events
 - ``reports.notes``     the analyst's own sections, from a safe Markdown subset
 - ``reports.report``    the built report as data

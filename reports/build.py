@@ -19,6 +19,7 @@ import numpy.typing as npt
 from reports.charts import Line, line_chart, moving_average, paired_bars
 from reports.events import Event, EventParams, Watched, rank_swaps, series_events
 from reports.export import report_json
+from reports.health import health_figure
 from reports.notes import render_notes
 from reports.queries import Queryable, load_quarter
 from reports.ranking import rank_events
@@ -214,6 +215,9 @@ def build_report(
     for fid, s in extra_figs.items():  # charts of the events told on no other figure
         if fid in told_on:
             figures[fid] = _figure(fid, f"Daily Mirai packets from {s.label}", data, [s], marks(fid))
+    health = health_figure(data)
+    if health is not None:
+        figures[health.id] = health
     return Report(
         data,
         focus,

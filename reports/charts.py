@@ -1,7 +1,8 @@
 """Charts as inline SVG strings (no scripts, no fonts fetched: the HTML works offline and prints).
 
 ``line_chart``: daily values of several series, each with its 7-day moving average drawn over
-the daily line, labelled at its right end; ``paired_bars``: two shares side by side per
+the daily line, labelled at its right end; ``gap_chart``: daily values broken at the days
+without data (a sensor's outage shows as a gap); ``paired_bars``: two shares side by side per
 category (Figure 4). Colours are Okabe-Ito's (safe for colour-blind readers), and each line
 also has its own dash style, so no reader needs colour to tell two lines apart. Every SVG has a
 ``<title>`` and a ``<desc>`` stating its key numbers (screen readers, and the text of a print).
@@ -9,7 +10,7 @@ also has its own dash style, so no reader needs colour to tell two lines apart. 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from html import escape
@@ -17,7 +18,7 @@ from html import escape
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["DASHES", "PALETTE", "Line", "line_chart", "moving_average", "paired_bars"]
+__all__ = ["DASHES", "PALETTE", "Line", "gap_chart", "line_chart", "moving_average", "paired_bars"]
 
 F64 = npt.NDArray[np.float64]
 # Okabe & Ito (2008), "Color Universal Design": black first, then the seven hues.
@@ -92,6 +93,43 @@ def _spread(ys: list[float], gap: float, lo: float, hi: float) -> list[float]:
     return out
 
 
+def _grid(
+    days: Sequence[date], ticks: list[float], x: Callable[[float], float], y: Callable[[float], float]
+) -> list[str]:
+    """Horizontal lines at the value ticks, vertical ones on the 1st and 15th of each month."""
+    pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
+    parts = []
+    for t in ticks:
+        parts.append(f'<line x1="{LEFT}" x2="{LEFT + pw}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#e5e5e5"/>')
+        parts.append(
+            f'<text x="{LEFT - 6}" y="{y(t) + 4:.1f}" text-anchor="end" font-size="11">{_fmt(t)}</text>'
+        )
+    for i, d in enumerate(days):
+        if d.day in (1, 15):
+            parts.append(f'<line x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{TOP}" y2="{TOP + ph}" stroke="#eee"/>')
+            parts.append(
+                f'<text x="{x(i):.1f}" y="{TOP + ph + 14}" text-anchor="middle" font-size="11">'
+                f"{d:%b} {d.day}</text>"
+            )
+    return parts
+
+
+def _runs(values: F64) -> list[tuple[int, int]]:
+    """(first, last) index of each run of days with data (a NaN ends a run)."""
+    runs: list[tuple[int, int]] = []
+    start = None
+    for i, v in enumerate(values):
+        if np.isnan(v):
+            if start is not None:
+                runs.append((start, i - 1))
+            start = None
+        elif start is None:
+            start = i
+    if start is not None:
+        runs.append((start, len(values) - 1))
+    return runs
+
+
 def line_chart(
     chart_id: str,
     title: str,
@@ -117,18 +155,7 @@ def line_chart(
         _head(chart_id, title, desc or title, H),
         f'<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="#fff" stroke="#999"/>',
     ]
-    for t in ticks:
-        parts.append(f'<line x1="{LEFT}" x2="{LEFT + pw}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#e5e5e5"/>')
-        parts.append(
-            f'<text x="{LEFT - 6}" y="{y(t) + 4:.1f}" text-anchor="end" font-size="11">{_fmt(t)}</text>'
-        )
-    for i, d in enumerate(days):
-        if d.day in (1, 15):
-            parts.append(f'<line x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{TOP}" y2="{TOP + ph}" stroke="#eee"/>')
-            parts.append(
-                f'<text x="{x(i):.1f}" y="{TOP + ph + 14}" text-anchor="middle" font-size="11">'
-                f"{d:%b} {d.day}</text>"
-            )
+    parts += _grid(days, ticks, x, y)
     index = {d: i for i, d in enumerate(days)}
     placed: list[float] = []  # label centres so far: a label too close moves right
     for m, number in marks:
@@ -173,6 +200,58 @@ def line_chart(
     parts.append(
         f'<text x="{LEFT + pw}" y="{H - 4}" text-anchor="end" font-size="10" fill="#555">'
         "thin: daily packets; thick: weekly average (centred 7-day mean); circled: event numbers</text>"
+    )
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def gap_chart(chart_id: str, title: str, days: Sequence[date], lines: Sequence[Line], desc: str = "") -> str:
+    """An SVG chart of daily values, one line per series, broken where a value is NaN (a day
+    without data is a gap, never a 0 joined to its neighbours); a day with data alone between
+    two gaps is a dot. Each line is labelled at its last day with data."""
+    n = max(len(days), 2)
+    top = max([float(np.nanmax(ln.values)) for ln in lines if np.any(~np.isnan(ln.values))] + [1.0])
+    ymax, ticks = _nice(top)
+    pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
+
+    def x(i: float) -> float:
+        return LEFT + pw * i / (n - 1)
+
+    def y(v: float) -> float:
+        return TOP + ph * (1 - v / ymax)
+
+    parts = [
+        _head(chart_id, title, desc or title, H),
+        f'<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="#fff" stroke="#999"/>',
+        *_grid(days, ticks, x, y),
+    ]
+    ends = []
+    for k, ln in enumerate(lines):
+        color, dash = PALETTE[k % len(PALETTE)], DASHES[k % len(DASHES)]
+        style = f' stroke-dasharray="{dash}"' if dash else ""
+        runs = _runs(ln.values)
+        for first, last in runs:
+            if first == last:
+                v = float(ln.values[first])
+                parts.append(f'<circle cx="{x(first):.1f}" cy="{y(v):.1f}" r="2.4" fill="{color}"/>')
+                continue
+            points = " ".join(f"{x(i):.1f},{y(float(ln.values[i])):.1f}" for i in range(first, last + 1))
+            parts.append(
+                f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"{style}/>'
+            )
+        ends.append(y(float(ln.values[runs[-1][1]])) if runs else TOP + ph)
+    for k, (ln, ly) in enumerate(zip(lines, _spread(ends, 13, TOP + 6, TOP + ph), strict=True)):
+        color, dash = PALETTE[k % len(PALETTE)], DASHES[k % len(DASHES)]
+        style = f' stroke-dasharray="{dash}"' if dash else ""
+        lx = LEFT + pw + 4
+        parts.append(
+            f'<line x1="{lx}" x2="{lx + 18}" y1="{ly:.1f}" y2="{ly:.1f}" stroke="{color}" '
+            f'stroke-width="2"{style}/>'
+        )
+        parts.append(f'<text x="{lx + 22}" y="{ly + 4:.1f}" font-size="11">{escape(_short(ln.label))}</text>')
+    parts.append(
+        f'<text x="{LEFT + pw}" y="{H - 4}" text-anchor="end" font-size="10" fill="#555">'
+        "packets stored per day; a gap: no data that day</text>"
     )
     parts.append("</svg>")
     return "\n".join(parts)

@@ -8,6 +8,7 @@ from typing import Any
 from core import __version__
 from reports.charts import moving_average
 from reports.events import new_entries
+from reports.health import HEALTH_FIGURE, daily_or_null
 from reports.report import Report, daily_by_key, series_labels
 from reports.series import Ranked
 from reports.victims import victims
@@ -113,6 +114,9 @@ def report_json(report: Report) -> dict[str, Any]:
                 "dropped": h.dropped if h.captured else None,
                 "monitored_addresses": h.monitored_addresses or None,
                 "packets_per_address_day": h.per_address_day,
+                "figure": HEALTH_FIGURE,
+                "dates": dates,
+                "daily": daily_or_null(h.daily),  # null: no data that day (not 0 packets)
             }
             for h in d.health
         ],

@@ -320,8 +320,9 @@ def prefix_addresses(prefixes: Sequence[str]) -> int:
 
 
 def load_health(store: Queryable, quarter: str, sensor: str | None = None) -> list[SensorHealth]:
-    """Per sensor: days with data and packets stored (rollups), captured and dropped packets and
-    monitored addresses (sensor health records, cumulative per run: the last record of each run)."""
+    """Per sensor: days with data, packets stored and stored per day (rollups), captured and dropped
+    packets and monitored addresses (sensor health records, cumulative per run: the last record of
+    each run)."""
     p = _params(quarter, sensor)
     stored = _rows(
         store,
@@ -342,8 +343,23 @@ def load_health(store: Queryable, quarter: str, sensor: str | None = None) -> li
         # A sensor that did not count its addresses still names its prefixes: count them here.
         known = int(addresses) or prefix_addresses(prefixes)
         health[str(name)] = (int(seen), int(dropped), known)
+    days = quarter_days(quarter)
+    index = {d: i for i, d in enumerate(days)}
+    daily: dict[str, np.ndarray[Any, Any]] = defaultdict(lambda: np.full(len(days), np.nan))
+    for day, name, packets in _rows(
+        store,
+        f"SELECT day, toString(sensor), sum(packets) FROM rollup_region_day WHERE {_where(sensor)} "
+        "GROUP BY day, sensor",
+        p,
+    ):
+        if day in index:  # a day with no row stays NaN: no data, which is not 0 packets
+            daily[str(name)][index[day]] = float(packets)
     out = []
     for name, ndays, packets, first, last in stored:
         seen, dropped, addresses = health.get(str(name), (0, 0, 0))
-        out.append(SensorHealth(str(name), int(ndays), int(packets), seen, dropped, addresses, first, last))
+        out.append(
+            SensorHealth(
+                str(name), int(ndays), int(packets), seen, dropped, addresses, first, last, daily[str(name)]
+            )
+        )
     return out

@@ -7,6 +7,7 @@ from datetime import datetime
 import jinja2
 
 from core import __version__
+from reports.health import HEALTH_FIGURE
 from reports.prose import figure_paragraph, mirai_comparison, overview
 from reports.report import Report, shares
 from reports.victims import victims
@@ -16,12 +17,15 @@ __all__ = ["figure_numbers", "render_html", "top5_tables"]
 
 def figure_numbers(report: Report) -> dict[str, int]:
     """Figure number of each chart id, in the order the page shows them: fig1..fig6, the extra
-    Mirai charts of section 2.1, then backscatter (``fig7``)."""
+    Mirai charts of section 2.1, backscatter (``fig7``), then the packets stored per sensor
+    (``fig-health``, in the health section)."""
     out = {f"fig{i}": i for i in range(1, 7)}
     for k in report.figures:
         if k.startswith("fig-mirai-"):
             out[k] = len(out) + 1
     out["fig7"] = len(out) + 1
+    if HEALTH_FIGURE in report.figures:
+        out[HEALTH_FIGURE] = len(out) + 1
     return out
 
 
@@ -66,6 +70,7 @@ def render_html(report: Report, generated: datetime | None = None) -> str:
         victims=victims(report.data.episodes, report.params.top_episodes),
         unknown='<span class="unknown">unknown</span>',
         extra_figures=[f for k, f in report.figures.items() if k.startswith("fig-mirai-")],
+        health_figure=report.figures.get(HEALTH_FIGURE),
     )
 
 

@@ -102,6 +102,8 @@ class SensorHealth:
     monitored_addresses: int
     first_day: date | None
     last_day: date | None
+    # Packets stored on each day of the quarter; NaN on a day without data (a gap, not a 0).
+    daily: F64
 
     @property
     def per_address_day(self) -> float | None:

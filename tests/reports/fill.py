@@ -1,10 +1,14 @@
-"""Fill a store with simulated quarters, without Kafka: simulate -> Enricher -> Store."""
+"""Fill a store with simulated quarters, without Kafka: simulate -> Enricher -> Store; or with a
+few hand-written packets on chosen days (``fill_days``: a sensor's outage in a small store)."""
 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+import pyarrow as pa
 
 from producers.sim.simulate import simulate_quarter
 from producers.sim.truth import GroundTruth
@@ -73,3 +77,27 @@ def fill_quarter(
     }
     store.insert_sensor_health([record])
     return truth, time.perf_counter() - t0
+
+
+def fill_days(store: Store, days: Sequence[date], *, sensor: str) -> int:
+    """Insert ``1 + i % 3`` telnet packets from US on the ``i``-th of ``days`` (noon UTC, a
+    minute apart); the store fills the other columns with their defaults. Returns the packets."""
+    ts = [
+        datetime.combine(d, datetime.min.time(), tzinfo=UTC) + timedelta(hours=12, minutes=k)
+        for i, d in enumerate(days)
+        for k in range(1 + i % 3)
+    ]
+    n = len(ts)
+    table = pa.table(
+        {
+            "ts": pa.array(ts, pa.timestamp("ns", tz="UTC")),
+            "sensor": [sensor] * n,
+            "ip_version": pa.array([4] * n, pa.uint8()),
+            "protocol": pa.array([6] * n, pa.uint8()),
+            "dport": pa.array([23] * n, pa.uint16()),
+            "region": ["US"] * n,
+            "region_name": ["United States"] * n,
+        }
+    )
+    store.insert_arrow("packets", table)
+    return n

@@ -52,7 +52,15 @@ def test_a_quiet_quarter_says_there_is_nothing_of_note() -> None:
 
 def test_unknown_health_values_are_null_in_json_and_unknown_in_html() -> None:
     h = SensorHealth(
-        "s1", 91, 1000, captured=0, dropped=0, monitored_addresses=0, first_day=None, last_day=None
+        "s1",
+        91,
+        1000,
+        captured=0,
+        dropped=0,
+        monitored_addresses=0,
+        first_day=None,
+        last_day=None,
+        daily=np.full(len(DAYS), 1000 / 91),
     )
     report = build_report(_quarter([h]))
     (row,) = report_json(report)["health"]
@@ -72,7 +80,10 @@ def test_notes_render_as_their_own_section() -> None:
 
 
 def test_every_svg_is_titled_and_described_and_every_figure_numbered() -> None:
-    html = render_html(build_report(_quarter([])))
+    daily = _flat(1000, 40)
+    h = SensorHealth("s1", 91, int(daily.sum()), 0, 0, 0, DAYS[0], DAYS[-1], daily)
+    html = render_html(build_report(_quarter([h])))
     svgs = html.count("<svg ")
-    assert svgs == html.count("<title id=") == html.count("<desc id=") >= 7
+    assert svgs == html.count("<title id=") == html.count("<desc id=") >= 8
+    assert '<svg id="fig-health-svg"' in html
     assert html.count("<figcaption>Figure ") == svgs and "[chart]" not in html

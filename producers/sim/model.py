@@ -93,7 +93,7 @@ _SCAN = "zmap .10 masscan .10 nmap .02 noise_tcp .78"
 CATEGORIES: dict[str, Category] = {
     c.name: c
     for c in (
-        # Mirai: 23/tcp nine times in ten, 2323/tcp otherwise (scanner.c, see sim_packets).
+        # Mirai: 23/tcp nine times in ten, 2323/tcp otherwise (scanner.c, see producers.sim.packets).
         _category("mirai", TCP, "23 .9 2323 .1", "mirai 1"),
         _category("telnet", TCP, "23 1", "noise_tcp .8 zmap .1 masscan .1", "CN 2 BR 2 IN 2 VN 2 GB .5"),
         _category(

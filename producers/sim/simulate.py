@@ -5,9 +5,9 @@ day after another, at most ``batch_size`` packets each, seeded so the same argum
 same batches), then ask it for the ground truth. ``run_simulation`` writes capture files and
 the ground-truth JSON for the CLI (``darkscope simulate``).
 
-The scenario lives in ``sim_model`` (volumes, shapes, events), the tools' headers in
-``sim_packets``, the source addresses in ``regions`` (real ranges of a city database) and the
-ground truth (and its JSON layout) in ``sim_truth``.
+The scenario lives in ``producers.sim.model`` (volumes, shapes, events), the tools' headers in
+``producers.sim.packets``, the source addresses in ``producers.sim.regions`` (real ranges of a
+city database) and the ground truth (and its JSON layout) in ``producers.sim.truth``.
 """
 
 from __future__ import annotations
@@ -141,7 +141,7 @@ class Simulation:
         return self.truth
 
     def write_ground_truth(self, path: str | Path) -> Path:
-        """Write the ground-truth JSON (layout in the sim_truth docstring)."""
+        """Write the ground-truth JSON (layout in the producers.sim.truth docstring)."""
         return self.ground_truth().write(path)
 
     @cached_property

@@ -51,8 +51,8 @@ class DayTraffic:
 
     day: date
     columns: dict[str, Array]
-    region: Array  # index into sim_model.REGIONS
-    kind: Array  # index into sim_model.KINDS
+    region: Array  # index into producers.sim.model.REGIONS
+    kind: Array  # index into producers.sim.model.KINDS
     episodes: list[Episode]
 
 

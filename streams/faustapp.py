@@ -84,4 +84,10 @@ def faust_app(settings: WorkerSettings, kafka: KafkaSettings) -> faust.App:
         # Faust drops already-fetched messages when a stream buffer fills (faust-streaming
         # issue #88); partial counts are small and many, so give the buffers room.
         stream_buffer_maxsize=65536,
+        # No standby copies of the table. A standby partition that Faust promotes to active
+        # is read from offset -1 while the consumer already stands at its end, so recovery
+        # waited for events that never came ("No event received for active tp ... since
+        # recovery start", a worker stalled for minutes in bench/rebalance_soak.py). Without
+        # standbys a new owner reads the (compacted) changelog partition from its start.
+        table_standby_replicas=0,
     )

@@ -26,6 +26,7 @@ PALETTE = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#C
 DASHES = ("", "8,3", "2,2", "10,3,2,3", "4,4", "1,3", "12,4")
 W, H = 760, 300
 LEFT, RIGHT, TOP, BOTTOM = 64, 150, 24, 40
+PW, PH = W - LEFT - RIGHT, H - TOP - BOTTOM  # the plot area
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,44 @@ def _runs(values: F64) -> list[tuple[int, int]]:
     return runs
 
 
+def _frame(
+    chart_id: str, title: str, desc: str, days: Sequence[date], top: float
+) -> tuple[list[str], Callable[[float], float], Callable[[float], float]]:
+    """A line chart's head, plot area and grid for values up to ``top``, with its x (day
+    index) and y (value) scales."""
+    n = max(len(days), 2)
+    ymax, ticks = _nice(top)
+
+    def x(i: float) -> float:
+        return LEFT + PW * i / (n - 1)
+
+    def y(v: float) -> float:
+        return TOP + PH * (1 - v / ymax)
+
+    parts = [
+        _head(chart_id, title, desc or title, H),
+        f'<rect x="{LEFT}" y="{TOP}" width="{PW}" height="{PH}" fill="#fff" stroke="#999"/>',
+        *_grid(days, ticks, x, y),
+    ]
+    return parts, x, y
+
+
+def _end_labels(lines: Sequence[Line], ends: list[float], stroke: str) -> list[str]:
+    """Each line's label right of the plot, beside where the line ends (moved apart when
+    two would overlap), with a swatch of its colour and dash."""
+    parts = []
+    for k, (ln, ly) in enumerate(zip(lines, _spread(ends, 13, TOP + 6, TOP + PH), strict=True)):
+        color, dash = PALETTE[k % len(PALETTE)], DASHES[k % len(DASHES)]
+        style = f' stroke-dasharray="{dash}"' if dash else ""
+        lx = LEFT + PW + 4
+        parts.append(
+            f'<line x1="{lx}" x2="{lx + 18}" y1="{ly:.1f}" y2="{ly:.1f}" stroke="{color}" '
+            f'stroke-width="{stroke}"{style}/>'
+        )
+        parts.append(f'<text x="{lx + 22}" y="{ly + 4:.1f}" font-size="11">{escape(_short(ln.label))}</text>')
+    return parts
+
+
 def line_chart(
     chart_id: str,
     title: str,
@@ -140,22 +179,8 @@ def line_chart(
 ) -> str:
     """An SVG line chart of daily values with 7-day moving averages, each line labelled at its
     end; ``marks`` draws a numbered vertical line on each date (the events the list numbers)."""
-    n = max(len(days), 2)
     top = max([float(np.max(ln.values)) for ln in lines if len(ln.values)] + [1.0])
-    ymax, ticks = _nice(top)
-    pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
-
-    def x(i: float) -> float:
-        return LEFT + pw * i / (n - 1)
-
-    def y(v: float) -> float:
-        return TOP + ph * (1 - v / ymax)
-
-    parts = [
-        _head(chart_id, title, desc or title, H),
-        f'<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="#fff" stroke="#999"/>',
-    ]
-    parts += _grid(days, ticks, x, y)
+    parts, x, y = _frame(chart_id, title, desc, days, top)
     index = {d: i for i, d in enumerate(days)}
     placed: list[float] = []  # label centres so far: a label too close moves right
     for m, number in marks:
@@ -167,7 +192,7 @@ def line_chart(
             cx += 16
         placed.append(cx)
         parts.append(
-            f'<line class="mark" x1="{xm:.1f}" x2="{xm:.1f}" y1="{TOP}" y2="{TOP + ph}" '
+            f'<line class="mark" x1="{xm:.1f}" x2="{xm:.1f}" y1="{TOP}" y2="{TOP + PH}" '
             'stroke="#555" stroke-dasharray="2,3"/>'
         )
         cy = TOP - 10
@@ -187,18 +212,10 @@ def line_chart(
             f'<polyline points="{daily}" fill="none" stroke="{color}" stroke-width="1" opacity="0.35"/>'
         )
         parts.append(f'<polyline points="{avg}" fill="none" stroke="{color}" stroke-width="2.4"{style}/>')
-        ends.append(y(float(avg_v[-1])) if len(avg_v) else TOP + ph)
-    for k, (ln, ly) in enumerate(zip(lines, _spread(ends, 13, TOP + 6, TOP + ph), strict=True)):
-        color, dash = PALETTE[k % len(PALETTE)], DASHES[k % len(DASHES)]
-        style = f' stroke-dasharray="{dash}"' if dash else ""
-        lx = LEFT + pw + 4
-        parts.append(
-            f'<line x1="{lx}" x2="{lx + 18}" y1="{ly:.1f}" y2="{ly:.1f}" stroke="{color}" '
-            f'stroke-width="2.4"{style}/>'
-        )
-        parts.append(f'<text x="{lx + 22}" y="{ly + 4:.1f}" font-size="11">{escape(_short(ln.label))}</text>')
+        ends.append(y(float(avg_v[-1])) if len(avg_v) else TOP + PH)
+    parts += _end_labels(lines, ends, "2.4")
     parts.append(
-        f'<text x="{LEFT + pw}" y="{H - 4}" text-anchor="end" font-size="10" fill="#555">'
+        f'<text x="{LEFT + PW}" y="{H - 4}" text-anchor="end" font-size="10" fill="#555">'
         "thin: daily packets; thick: weekly average (centred 7-day mean); circled: event numbers</text>"
     )
     parts.append("</svg>")
@@ -209,22 +226,8 @@ def gap_chart(chart_id: str, title: str, days: Sequence[date], lines: Sequence[L
     """An SVG chart of daily values, one line per series, broken where a value is NaN (a day
     without data is a gap, never a 0 joined to its neighbours); a day with data alone between
     two gaps is a dot. Each line is labelled at its last day with data."""
-    n = max(len(days), 2)
     top = max([float(np.nanmax(ln.values)) for ln in lines if np.any(~np.isnan(ln.values))] + [1.0])
-    ymax, ticks = _nice(top)
-    pw, ph = W - LEFT - RIGHT, H - TOP - BOTTOM
-
-    def x(i: float) -> float:
-        return LEFT + pw * i / (n - 1)
-
-    def y(v: float) -> float:
-        return TOP + ph * (1 - v / ymax)
-
-    parts = [
-        _head(chart_id, title, desc or title, H),
-        f'<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="#fff" stroke="#999"/>',
-        *_grid(days, ticks, x, y),
-    ]
+    parts, x, y = _frame(chart_id, title, desc, days, top)
     ends = []
     for k, ln in enumerate(lines):
         color, dash = PALETTE[k % len(PALETTE)], DASHES[k % len(DASHES)]
@@ -239,18 +242,10 @@ def gap_chart(chart_id: str, title: str, days: Sequence[date], lines: Sequence[L
             parts.append(
                 f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"{style}/>'
             )
-        ends.append(y(float(ln.values[runs[-1][1]])) if runs else TOP + ph)
-    for k, (ln, ly) in enumerate(zip(lines, _spread(ends, 13, TOP + 6, TOP + ph), strict=True)):
-        color, dash = PALETTE[k % len(PALETTE)], DASHES[k % len(DASHES)]
-        style = f' stroke-dasharray="{dash}"' if dash else ""
-        lx = LEFT + pw + 4
-        parts.append(
-            f'<line x1="{lx}" x2="{lx + 18}" y1="{ly:.1f}" y2="{ly:.1f}" stroke="{color}" '
-            f'stroke-width="2"{style}/>'
-        )
-        parts.append(f'<text x="{lx + 22}" y="{ly + 4:.1f}" font-size="11">{escape(_short(ln.label))}</text>')
+        ends.append(y(float(ln.values[runs[-1][1]])) if runs else TOP + PH)
+    parts += _end_labels(lines, ends, "2")
     parts.append(
-        f'<text x="{LEFT + pw}" y="{H - 4}" text-anchor="end" font-size="10" fill="#555">'
+        f'<text x="{LEFT + PW}" y="{H - 4}" text-anchor="end" font-size="10" fill="#555">'
         "packets stored per day; a gap: no data that day</text>"
     )
     parts.append("</svg>")

@@ -11,6 +11,8 @@
   they raise sent to darkscope.alerts.
 - a timer sends an idle marker to every counts partition for each packets partition that fell
   silent (:class:`streams.progress.PacketsProgress`), so that windows close when a replay ends.
+- a timer ends two stalls of Faust's consumer (a table recovery that receives nothing, a
+  message that reached no stream): :mod:`streams.watch`.
 
 A worker that receives the first message of a counts partition or of a kind's windows re-reads
 that partition from its replay point, so counting stays exact when a rebalance moves it
@@ -42,6 +44,7 @@ from streams.progress import PacketsProgress
 from streams.shard import ShardCounter, ShardResult, shard_replay_key
 from streams.state import WorkerState, detector_of
 from streams.takeover import decode_replay_point, replay_key, replay_messages
+from streams.watch import Held, held_too_long, stalled_recovery
 from streams.windowstore import window_key
 
 __all__ = ["create_app", "window_key"]
@@ -50,6 +53,7 @@ IDLE_REFRESH_S = 30.0  # an idle packets partition is reported again this often
 CLOSE_EVERY_S = 1.0  # a counts partition closes windows at most this often (and when idle)
 PACE_WAIT_S = 1.0  # the longest the enrich agent waits for counting after each batch
 HAND_OVER_TIMEOUT_S = 30.0  # a stopping worker waits this long to hand a batch over
+WATCH_EVERY_S = 5.0  # how often the worker looks for a stalled recovery or a held commit
 
 logger = logging.getLogger(__name__)
 
@@ -378,6 +382,45 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
                 for shard in range(parts):
                     marker = idle_marker(state.codec, tp.partition, shard, parts, empty=end == 0)
                     counts_topic.send_soon(value=marker, partition=shard)
+
+    @app.timer(interval=WATCH_EVERY_S)  # type: ignore[untyped-decorator]
+    async def watch_consumer() -> None:
+        now = time.monotonic()
+        recovery = cast(Any, app.tables).recovery
+        if recovery.in_recovery:
+            received = recovery._active_events_received_at
+            for tp in stalled_recovery(
+                now, getattr(recovery, "_recovery_started_at", None), recovery.active_remaining(), received
+            ):
+                offset = recovery.active_offsets[tp]
+                position = await app.consumer.position(tp)
+                logger.warning(
+                    "changelog %s[%d]: recovery received nothing for %.0f s at offset %d of %d "
+                    "(consumer position %s): reading it again from %d",
+                    tp.topic,
+                    tp.partition,
+                    now - received.get(tp, recovery._recovery_started_at),
+                    offset,
+                    recovery.active_highwaters[tp],
+                    position,
+                    max(offset + 1, 0),
+                )
+                received[tp] = now
+                await app.consumer.seek_wait({tp: max(offset + 1, 0)})
+                app.consumer.resume_partitions([tp])
+            return
+        consumer = app.consumer
+        held: dict[Any, Held] = getattr(consumer, "held", {})
+        assignment = consumer.assignment()
+        for tp, offset in held_too_long(now, {tp: h for tp, h in held.items() if tp in assignment}).items():
+            logger.warning(
+                "%s[%d]: reading again from offset %d, which reached no stream",
+                tp.topic,
+                tp.partition,
+                offset,
+            )
+            held[tp] = Held(offset, now)
+            await consumer.seek_wait({tp: offset})
 
     app.darkscope_state = state  # type: ignore[attr-defined]  # for tests and the bench
     return app

@@ -10,9 +10,10 @@ SYSSTAMP := .darkscope/.sysdeps
 INSTALL_LOG := .darkscope/install.log
 # Debian packages: a JDK and Maven run the broker; tcpdump/tshark/kcat are used by tests and
 # benchmarks; libpcap is what live capture binds to; chromium renders the report in a test.
-DEBS := openjdk-17-jre-headless maven tcpdump tshark kcat libpcap0.8 chromium
+# openssl makes the certificates of the TLS test (tests/core/test_kafka_tls.py).
+DEBS := openjdk-17-jre-headless maven tcpdump tshark kcat libpcap0.8 chromium openssl
 
-.PHONY: demo test lint typecheck unit install sysdeps broker-up broker-down clean k8s-check k8s-dryrun
+.PHONY: demo test lint typecheck unit install sysdeps broker-up broker-down clean k8s-check k8s-dryrun fuzz faults
 
 demo: $(STAMP) $(SYSSTAMP)
 	$(BIN)/darkscope demo
@@ -69,6 +70,20 @@ k8s-dryrun: $(STAMP) $(SYSSTAMP)
 	    || { echo "could not install$$missing (run as root or install them)"; exit 1; }; \
 	fi
 	@$(BIN)/python infra/k8s-check/dryrun.py
+
+# Coverage-guided fuzzing (atheris, libFuzzer) of the pcap and pcapng readers, the packet
+# decoder and every message decoder: FUZZ_RUNS inputs for each of the 8 targets (1M in all by
+# default, 5-7 min on one core); a finding fails the run and is left in .darkscope/fuzz/TARGET/.
+FUZZ_RUNS ?= 125000
+fuzz: $(STAMP)
+	$(BIN)/python -m fuzz.run_all --runs $(FUZZ_RUNS)
+
+# Fault injection on real processes (python -m faults.run): its own broker on 127.0.0.1:29092
+# with its data folder on a tmpfs (root mounts it; the disk-full scenario fills it), a paced
+# simulated sensor, one worker, one sink into chDB; five scenarios one at a time (~6 min),
+# then a table (recovered after, lost, doubled); a scenario that loses or doubles fails the run.
+faults: $(STAMP) $(SYSSTAMP)
+	$(BIN)/python -m faults.run
 
 broker-up: $(STAMP) $(SYSSTAMP)
 	$(BIN)/darkscope broker up

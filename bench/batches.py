@@ -26,4 +26,5 @@ def random_batch(rng: np.random.Generator, n: int, sensor_id: str, batch_seq: in
     c["ip_id"][:] = rng.integers(0, 65536, n, dtype=np.uint16)
     c["ttl"][:] = rng.integers(30, 250, n, dtype=np.uint8)
     c["length"][:] = np.where(c["protocol"] == 6, 40, 28)
+    c["total_length"][:] = c["length"]  # what the sink stores as length (schema version 2)
     return b

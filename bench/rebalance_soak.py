@@ -22,6 +22,23 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = "tests/streams/test_rebalance.py"
+# What the workers' watch over Faust's consumer logged (streams.watch), counted per run.
+WATCHED = {
+    "commit held at offset": "commits held",
+    "which reached no stream": "messages read again",
+    "recovery received nothing": "recoveries sought again",
+    "reached no stream here": "gaps read past Faust",
+}
+
+
+def _watch_lines(folder: Path) -> dict[str, int]:
+    """How often each of the watch's warnings appears in a run's worker logs."""
+    seen = dict.fromkeys(WATCHED.values(), 0)
+    for log in folder.rglob("worker*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            for needle, what in WATCHED.items():
+                seen[what] += needle in line
+    return seen
 
 
 def main() -> None:
@@ -41,6 +58,7 @@ def main() -> None:
     args = ap.parse_args()
     args.keep.mkdir(parents=True, exist_ok=True)
     exact = 0
+    watched = dict.fromkeys(WATCHED.values(), 0)
     for i in range(1, args.n + 1):
         t = time.monotonic()
         cmd = [
@@ -61,14 +79,23 @@ def main() -> None:
         ok = run.returncode == 0
         exact += ok
         tail = (run.stdout.strip().splitlines() or ["(no output)"])[-1]
+        seen = _watch_lines(args.keep / f"run{i}-tmp")
         print(
-            f"run {i:2d}: {'exact' if ok else 'FAILED'} in {time.monotonic() - t:5.0f} s  {tail}", flush=True
+            f"run {i:2d}: {'exact' if ok else 'FAILED'} in {time.monotonic() - t:5.0f} s  {tail}"
+            + "".join(f"; {n} {what}" for what, n in seen.items() if n),
+            flush=True,
         )
+        for what, n in seen.items():
+            watched[what] += n
         if not ok:
             (args.keep / f"run{i}.txt").write_text(run.stdout + run.stderr)
         else:
             shutil.rmtree(args.keep / f"run{i}-tmp", ignore_errors=True)
     print(f"{exact} of {args.n} exact")
+    print(
+        "the workers' watch (streams.watch) over all runs: "
+        + ", ".join(f"{n} {w}" for w, n in watched.items())
+    )
 
 
 if __name__ == "__main__":

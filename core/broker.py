@@ -30,6 +30,7 @@ from core.settings import BrokerSettings
 __all__ = [
     "BrokerStatus",
     "KAFKA_VERSION",
+    "SaslSslListener",
     "broker_status",
     "coordinators_ready",
     "ensure_jars",
@@ -48,11 +49,11 @@ _SERVER_PROPERTIES = """\
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}{extra_listener}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}{extra_listener}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT{extra_protocol}
 log.dirs={log_dirs}
 num.partitions=1
 # A single node: every internal topic has one replica.
@@ -70,6 +71,31 @@ replica.fetch.max.bytes=8388608
 log.retention.hours=168
 log.segment.bytes=268435456
 """
+
+# Appended when the broker also listens with SASL_SSL (:class:`SaslSslListener`): SCRAM users
+# are created through the admin API (AlterUserScramCredentials) on the PLAINTEXT listener.
+_SASL_SSL_PROPERTIES = """\
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=\
+org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=\
+org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location={keystore}
+"""
+
+
+@dataclass(frozen=True)
+class SaslSslListener:
+    """A second listener speaking SASL (SCRAM-SHA-256/512) over TLS, beside the PLAINTEXT one.
+
+    ``keystore`` is one PEM file: the broker's private key (unencrypted PKCS#8) and its
+    certificate chain. The default broker has no such listener; tests start one with it.
+    """
+
+    port: int
+    keystore: Path
 
 
 @dataclass(frozen=True)
@@ -302,8 +328,26 @@ def _format_once(settings: BrokerSettings, java: str, lib: Path) -> None:
     logger.info("formatted KRaft storage in %s (cluster %s)", p["logs"], cluster_id)
 
 
-def start(settings: BrokerSettings) -> tuple[BrokerStatus, bool]:
-    """Start the broker unless one runs; return its status and whether this call started it."""
+def _properties(settings: BrokerSettings, log_dirs: Path, sasl_ssl: SaslSslListener | None) -> str:
+    """server.properties: PLAINTEXT on ``settings.port``, and SASL_SSL when asked."""
+    extra = f",SASL_SSL://127.0.0.1:{sasl_ssl.port}" if sasl_ssl else ""
+    props = _SERVER_PROPERTIES.format(
+        port=settings.port,
+        controller_port=settings.effective_controller_port,
+        log_dirs=log_dirs,
+        extra_listener=extra,
+        extra_protocol=",SASL_SSL:SASL_SSL" if sasl_ssl else "",
+    )
+    if sasl_ssl:
+        props += _SASL_SSL_PROPERTIES.format(keystore=sasl_ssl.keystore)
+    return props
+
+
+def start(settings: BrokerSettings, sasl_ssl: SaslSslListener | None = None) -> tuple[BrokerStatus, bool]:
+    """Start the broker unless one runs; return its status and whether this call started it.
+
+    ``sasl_ssl`` adds a SASL_SSL listener (tests of clients over TLS); the PLAINTEXT one stays.
+    """
     current = broker_status(settings)
     if current.running or current.answering:
         return current, False
@@ -313,11 +357,7 @@ def start(settings: BrokerSettings) -> tuple[BrokerStatus, bool]:
     java = _java()
     p = _paths(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    p["props"].write_text(
-        _SERVER_PROPERTIES.format(
-            port=settings.port, controller_port=settings.effective_controller_port, log_dirs=p["logs"]
-        )
-    )
+    p["props"].write_text(_properties(settings, p["logs"], sasl_ssl))
     _format_once(settings, java, lib)
     cmd = [
         java,

@@ -10,6 +10,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from core.errors import BrokerError
+from core.kafka_security import client_config
 
 __all__ = ["DeliveryStats", "Publisher"]
 
@@ -43,17 +44,19 @@ class Publisher:
     REFRESH_S = 30.0  # how often a topic's partition count is looked up again
 
     def __init__(self, bootstrap: str, extra: dict[str, Any] | None = None) -> None:
-        conf: dict[str, Any] = {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 20,
-            "compression.type": "lz4",
-            "message.max.bytes": 8_000_000,
-            "batch.size": 4_000_000,
-            "queue.buffering.max.kbytes": 512 * 1024,
-            "logger": logging.getLogger("darkscope.kafka.producer"),
-        }
+        conf = client_config(
+            bootstrap,
+            {
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 20,
+                "compression.type": "lz4",
+                "message.max.bytes": 8_000_000,
+                "batch.size": 4_000_000,
+                "queue.buffering.max.kbytes": 512 * 1024,
+                "logger": logging.getLogger("darkscope.kafka.producer"),
+            },
+        )
         conf.update(extra or {})
         self._producer = Producer(conf)
         self.stats = DeliveryStats()

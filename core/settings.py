@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -18,6 +18,7 @@ __all__ = [
     "ALL_SETTINGS",
     "ReportSettings",
     "BrokerSettings",
+    "ForwardSettings",
     "KafkaSettings",
     "SensorSettings",
     "SinkSettings",
@@ -71,6 +72,30 @@ class KafkaSettings(BaseSettings):
         8, ge=1, description="Partitions per darkscope topic; bounds the useful worker count."
     )
     replication: int = Field(1, ge=1, description="Replication factor of darkscope topics.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT",
+        description="How every client talks to Kafka: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+    )
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism, with SASL_PLAINTEXT / SASL_SSL."
+    )
+    sasl_username: str = Field("", description="SASL user, with SASL_PLAINTEXT / SASL_SSL.")
+    sasl_password: SecretStr | None = Field(
+        None, description="SASL password, with SASL_PLAINTEXT / SASL_SSL (never logged)."
+    )
+    ssl_ca: Path | None = Field(
+        None, description="PEM file of the CAs that sign the brokers' certificates (SSL / SASL_SSL)."
+    )
+    ssl_check_hostname: bool = Field(
+        True, description="Check that a broker's certificate names the host connected to (SSL / SASL_SSL)."
+    )
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Make this security the one every client of ``bootstrap`` uses (refusing SASL without
+        credentials, in words that hold no secret): :mod:`core.kafka_security`."""
+        from core.kafka_security import register
+
+        register(self)
 
 
 class BrokerSettings(BaseSettings):
@@ -129,6 +154,18 @@ class WorkerSettings(BaseSettings):
     alert_min_packets: int = Field(200, ge=1, description="Packets a window needs before it can alert.")
     alert_min_sources: int = Field(20, ge=1, description="Sources a Mirai burst needs.")
     alert_cooldown_windows: int = Field(6, ge=1, description="Windows before the same alert can repeat.")
+    alert_monitored_addresses: int = Field(
+        256,
+        ge=1,
+        description="Darknet addresses watched (all sensors): a DoS episode's rate is extrapolated to "
+        "the IPv4 space as rate * 2^32 / this (Moore et al.).",
+    )
+    alert_backscatter_warning_pps: float = Field(
+        40e6, gt=0, description="Extrapolated attack rate (packets/s) of a warning DoS episode."
+    )
+    alert_backscatter_critical_pps: float = Field(
+        60e6, gt=0, description="Extrapolated attack rate (packets/s) of a critical DoS episode."
+    )
     data_dir: Path = Field(
         default_factory=lambda: _default_home() / "worker", description="Faust's data folder for this worker."
     )
@@ -194,6 +231,9 @@ class SinkSettings(BaseSettings):
     max_backoff: float = Field(
         30.0, gt=0, description="Longest wait between retries while ClickHouse is unavailable (never drops)."
     )
+    scan_idle: int = Field(
+        600, ge=60, description="Seconds of silence that end a source's scan event (darkscope scans)."
+    )
 
 
 class ReportSettings(BaseSettings):
@@ -213,6 +253,28 @@ class ReportSettings(BaseSettings):
     top_episodes: int = Field(5, ge=0, description="Largest backscatter (DoS) episodes listed as events.")
 
 
+class ForwardSettings(BaseSettings):
+    """`darkscope alerts forward`: the webhook alerts are posted to, how they are signed and retried."""
+
+    model_config = SettingsConfigDict(env_prefix="DARKSCOPE_FORWARD_", frozen=True)
+
+    url: str = Field("", description="Webhook URL the alerts are posted to (or --url).")
+    secret: SecretStr | None = Field(
+        None, description="Shared secret of the X-Darkscope-Signature HMAC-SHA256 header (never logged)."
+    )
+    format: Literal["json", "slack"] = Field(
+        "json", description="Body: json (the alert record) or slack (a Slack-compatible message)."
+    )
+    min_severity: Literal["info", "warning", "critical"] = Field(
+        "info", description="Alerts below this severity are passed over (committed, not posted)."
+    )
+    group_id: str = Field("darkscope-forward", description="Kafka consumer group of the forwarder.")
+    timeout: float = Field(10.0, gt=0, description="Seconds a post may take before it counts as failed.")
+    max_backoff: float = Field(
+        60.0, gt=0, le=240, description="Longest wait between retries while the webhook fails (never skips)."
+    )
+
+
 # Every settings class, in the order the README's table lists them.
 ALL_SETTINGS: tuple[type[BaseSettings], ...] = (
     KafkaSettings,
@@ -220,6 +282,7 @@ ALL_SETTINGS: tuple[type[BaseSettings], ...] = (
     BrokerSettings,
     SensorSettings,
     WorkerSettings,
+    ForwardSettings,
     SinkSettings,
     ReportSettings,
 )

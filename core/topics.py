@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from core.errors import BrokerError
+from core.kafka_security import client_config
 from core.settings import KafkaSettings, TopicNames
 
 __all__ = [
@@ -42,12 +42,8 @@ class TopicInfo:
 
 
 def admin_client(bootstrap: str) -> AdminClient:
-    """An AdminClient for ``bootstrap`` that logs through Python logging."""
-    conf: dict[str, Any] = {
-        "bootstrap.servers": bootstrap,
-        "logger": logging.getLogger("darkscope.kafka.admin"),
-    }
-    return AdminClient(conf)
+    """An AdminClient for ``bootstrap`` (with its security) that logs through Python logging."""
+    return AdminClient(client_config(bootstrap, {"logger": logging.getLogger("darkscope.kafka.admin")}))
 
 
 def list_topics(bootstrap: str, timeout: float = 10.0) -> list[TopicInfo]:
@@ -132,12 +128,14 @@ def watermarks(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int, t
     from confluent_kafka import Consumer, TopicPartition
 
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "darkscope-watermarks",
-            "enable.auto.commit": False,
-            "logger": logging.getLogger("darkscope.kafka.consumer"),
-        }
+        client_config(
+            bootstrap,
+            {
+                "group.id": "darkscope-watermarks",
+                "enable.auto.commit": False,
+                "logger": logging.getLogger("darkscope.kafka.consumer"),
+            },
+        )
     )
     try:
         md = consumer.list_topics(topic, timeout=timeout)
@@ -177,13 +175,15 @@ def read_range(
     if not todo:
         return
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "darkscope-reader",
-            "enable.auto.commit": False,
-            "fetch.max.bytes": 64 * 2**20,
-            "logger": logging.getLogger("darkscope.kafka.consumer"),
-        }
+        client_config(
+            bootstrap,
+            {
+                "group.id": "darkscope-reader",
+                "enable.auto.commit": False,
+                "fetch.max.bytes": 64 * 2**20,
+                "logger": logging.getLogger("darkscope.kafka.consumer"),
+            },
+        )
     )
     consumer.assign([TopicPartition(topic, p, start.get(p, 0)) for p in todo])
     deadline = time.monotonic() + timeout

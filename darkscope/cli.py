@@ -14,6 +14,7 @@ import click
 from core.errors import DarkscopeError
 from darkscope import __version__
 from darkscope.commands.broker import broker, topics
+from darkscope.commands.csirt import notify, scans, sensors
 from darkscope.commands.pipeline import alerts, sink, sql, worker
 from darkscope.commands.report import demo, report
 from darkscope.commands.sensors import sensor, simulate
@@ -51,7 +52,21 @@ def main(verbose: int) -> None:
 
 
 # In the order data flows: the broker, packets in, streams and store, what comes out.
-for _command in (broker, topics, sensor, simulate, worker, alerts, sink, sql, report, demo):
+for _command in (
+    broker,
+    topics,
+    sensor,
+    simulate,
+    worker,
+    alerts,
+    sink,
+    sql,
+    sensors,
+    scans,
+    report,
+    notify,
+    demo,
+):
     main.add_command(_command)
 
 

@@ -1,11 +1,14 @@
-"""``make demo``: the whole pipeline on this machine, from simulated packets to the report.
+"""``make demo``: the whole pipeline on this machine, from simulated packets (or the user's
+captures, ``darkscope demo --pcap FILE...``) to the report.
 
 1. start the broker (unless one answers), create this run's topics;
 2. simulate the previous and the current quarter (2022Q1, 2022Q2) and publish them as a sensor
-   would, with sensor health records;
+   would, with sensor health records; or replay the capture files as ``darkscope sensor --pcap``
+   does;
 3. run ``darkscope worker`` and ``darkscope sink`` as real processes until the enriched topic
    is drained into ClickHouse (embedded chDB), with progress bars;
-4. stop them, write the quarterly report, print its path and the two top-5 tables;
+4. stop them, write the quarterly report (of the current quarter; of every quarter the
+   captures cover), print its path and the two top-5 tables;
 5. stop what it started.
 
 Each run has its own topics, consumer groups and store (``<out>/run-<id>/``), so a second run
@@ -23,6 +26,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
@@ -35,6 +39,9 @@ __all__ = ["DemoPlan", "run_demo"]
 
 QUARTERS = ("2022Q1", "2022Q2")
 PREFIX = "198.51.100.0/24"
+# The simulated sensor also watches an IPv6 /120, where the simulator plants one IPv6 DoS
+# episode and an IPv6 scan a day (producers.sim.ipv6): the report and alerts show IPv6 victims.
+PREFIX6 = "2001:db8:dd::/120"
 IDLE_AFTER_S = 5  # seconds a caught-up packets partition stays silent before the worker marks it idle
 
 
@@ -48,6 +55,9 @@ class DemoPlan:
     focus_region: str = "JP"
     partitions: int = 4
     timeout_s: float = 900.0
+    pcaps: tuple[str, ...] = ()  # capture files to replay instead of the simulation
+    sensor_id: str | None = None  # the captures' sensor id (default: the file name's stem)
+    prefixes: tuple[str, ...] = ()  # the captures' monitored prefixes (none: every destination)
 
 
 def _messages(bootstrap: str, topic: str) -> int:
@@ -79,6 +89,64 @@ def _asn_database(cache_dir: Path, echo: Callable[[str], None]) -> Path | None:
     return path
 
 
+def _publish(
+    plan: DemoPlan, kafka: KafkaSettings, topics: TopicNames, work: Path, echo: Callable[[str], None]
+) -> int:
+    """Publish the simulated quarters, or replay the captures; returns the packets sent."""
+    from producers.run import publish_simulation, replay_files
+
+    sent = 0
+    if plan.pcaps:
+        sensor_id = plan.sensor_id or Path(plan.pcaps[0]).name.split(".")[0]
+        t = time.monotonic()
+        settings = SensorSettings(sensor_id=sensor_id, prefixes=list(plan.prefixes))
+        for report in replay_files(list(plan.pcaps), settings, kafka, topics):
+            for line in report.lines():
+                echo(line)
+            if report.send_failed:
+                raise DemoError(
+                    f"{report.send_failed} packets of {report.source} were not acknowledged by Kafka"
+                )
+            sent += report.packets_sent
+        n, took = len(plan.pcaps), time.monotonic() - t
+        echo(f"replayed {n} capture{'' if n == 1 else 's'} as sensor {sensor_id} ({took:.1f} s)")
+        return sent
+    for quarter in QUARTERS:
+        t = time.monotonic()
+        report, _ = publish_simulation(
+            SensorSettings(sensor_id="sim-0", prefixes=[PREFIX, PREFIX6]),
+            kafka,
+            topics,
+            quarter=quarter,
+            packets_per_day=plan.packets_per_day,
+            days=None,
+            flat=False,
+            seed=plan.seed,
+            truth_path=work / f"truth-{quarter}.json",
+        )
+        sent += report.packets_sent
+        echo(
+            f"simulated {quarter}: {report.packets_sent:,} packets in {report.batches_sent:,} batches "
+            f"published to {topics.packets} ({time.monotonic() - t:.1f} s)"
+        )
+    return sent
+
+
+def _quarters(store: Any) -> list[str]:
+    """Every quarter the stored packets cover, oldest first."""
+    rows = store.query("SELECT DISTINCT toYear(day), toQuarter(day) FROM packets ORDER BY 1, 2").result_rows
+    return [f"{year}Q{q}" for year, q in rows]
+
+
+def _monitored(prefixes: tuple[str, ...]) -> int:
+    """IPv4 addresses the prefixes cover (the alerts extrapolate an attack to the IPv4 space
+    from them), 0 when none is given."""
+    import ipaddress
+
+    nets = [ipaddress.ip_network(p, strict=False) for p in prefixes]
+    return sum(n.num_addresses for n in nets if n.version == 4)
+
+
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
         return subprocess.Popen(
@@ -103,11 +171,10 @@ def run_demo(
     keep_broker: bool,
     echo: Callable[[str], None],
 ) -> Path:
-    """Run the pipeline demo; returns the report's HTML path."""
+    """Run the pipeline demo; returns the HTML path of the (last) report."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from producers.run import publish_simulation
     from reports.build import write_report
     from sinks.store import Store
 
@@ -137,31 +204,16 @@ def run_demo(
             "DARKSCOPE_SINK_GROUP_ID": f"darkscope-demo-sink-{run}",
             **{f"DARKSCOPE_TOPIC_{f.upper()}": getattr(topics, f) for f in TopicNames.model_fields},
         }
+        monitored = _monitored(plan.prefixes) if plan.pcaps else _monitored((PREFIX,))
+        if monitored:
+            env["DARKSCOPE_WORKER_ALERT_MONITORED_ADDRESSES"] = str(monitored)
         asn_db = _asn_database(Path.cwd() / ".darkscope" / "asn", echo)
         if asn_db is not None:
             env["DARKSCOPE_WORKER_ASN_DB"] = str(asn_db)
         # Worker and sink start first: their start-up overlaps the simulation.
         procs.append(_spawn(["worker", "--loglevel", "warn"], env, work / "worker.log"))
         procs.append(_spawn(["sink"], env, work / "sink.log"))
-        sent = 0
-        for quarter in QUARTERS:
-            t = time.monotonic()
-            report, _ = publish_simulation(
-                SensorSettings(sensor_id="sim-0", prefixes=[PREFIX]),
-                kafka,
-                topics,
-                quarter=quarter,
-                packets_per_day=plan.packets_per_day,
-                days=None,
-                flat=False,
-                seed=plan.seed,
-                truth_path=work / f"truth-{quarter}.json",
-            )
-            sent += report.packets_sent
-            echo(
-                f"simulated {quarter}: {report.packets_sent:,} packets in {report.batches_sent:,} batches "
-                f"published to {topics.packets} ({time.monotonic() - t:.1f} s)"
-            )
+        sent = _publish(plan, kafka, topics, work, echo)
         batches = _messages(kafka.bootstrap, topics.packets)
         deadline = time.monotonic() + plan.timeout_s
         with Progress(
@@ -216,9 +268,13 @@ def run_demo(
             _stop(p)
         echo(f"pipeline drained: {sent:,} packets enriched and stored; {alerts} alerts on {topics.alerts}")
         with Store.open(dsn) as store:
-            paths = write_report(store, QUARTERS[-1], plan.out_dir, focus_region=plan.focus_region)
-        echo(paths.tables)
-        echo(f"report: {paths.html}\nfigures: {paths.json}")
+            quarters = _quarters(store) if plan.pcaps else [QUARTERS[-1]]
+            if not quarters:
+                raise DemoError(f"no packet was stored (see {work / 'sink.log'})")
+            for quarter in quarters:
+                paths = write_report(store, quarter, plan.out_dir, focus_region=plan.focus_region)
+                echo(paths.tables)
+                echo(f"report: {paths.html}\nfigures: {paths.json}")
         echo(
             f"query the store: DARKSCOPE_SINK_DSN={dsn} darkscope sql 'SELECT * FROM daily_ports LIMIT 5'\n"
             f"read the alerts: DARKSCOPE_TOPIC_ALERTS={topics.alerts} darkscope alerts tail --from-beginning "

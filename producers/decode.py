@@ -15,8 +15,12 @@ Every header field is gathered for all frames at once from the capture buffer
   kinds in wire order packed from the most significant byte, MSS, window scale), UDP ports,
   ICMP and ICMPv6 type and code (:mod:`producers.transport`); for ICMP errors (types 3, 4,
   5, 11, 12) the quoted IPv4 header gives inner protocol, addresses and ports; for ICMPv6
-  errors (types 1-4) the quoted IPv6 header gives inner protocol and ports (the inner
-  address columns are IPv4-only).
+  errors (types 1-4) the quoted IPv6 header gives inner protocol, addresses (``inner_src6``,
+  ``inner_dst6``) and ports.
+- Lengths: ``total_length`` is 32-bit (an IPv6 jumbogram, payload length 0 and a Jumbo
+  Payload option in its hop-by-hop header, RFC 2675, gets the option's length + 40);
+  ``length`` is the same clipped to 16 bits for readers of PacketBatch version 1. The IPv4
+  reserved flag is ``ip_reserved``; ``ip_flags`` holds DF and MF only.
 
 Short snaplens. A frame whose captured bytes end inside the link header is dropped
 (``truncated_link``), inside the IPv4/IPv6 header or its extension headers dropped too
@@ -24,7 +28,10 @@ Short snaplens. A frame whose captured bytes end inside the link header is dropp
 cut short is still emitted and counted ``truncated_l4``; each L4 field is filled only when
 all its bytes were captured (the two ports together need 4 bytes, seq 8, ack 12, flags 14,
 window 16; ICMP type 1, code 2) and is 0 otherwise (``tcp_wscale`` 255). TCP options cut
-short count ``truncated_l4`` too and keep the options read before the cut. A TCP data offset
+short count ``truncated_l4`` too and keep the options read before the cut. ``caplen`` is what
+was captured from the IP header on; where it ends before the packet does (the snaplen cut it)
+and a field was lost, ``truncated`` says which (1 the L4 header, 2 TCP options, 4 an ICMP
+error's quote), so a reader never takes a field it could not read for a real 0. A TCP data offset
 below 5 or an option with a bad length counts ``bad_l4_header`` (emitted, options as far as
 they were readable). An ICMP error quoting a short datagram is normal and not counted.
 """
@@ -107,6 +114,8 @@ def decode(frames: Frames, sensor_id: str = "", batch_seq: int = 0) -> DecodeRes
     l4 = np.zeros(n, dtype=np.int64)
     _ipv4(data, a3, verk, cols, l4)
     _ipv6(data, v6, keep, a3, verk, cols, l4)
+    cols["length"][:] = np.minimum(cols["total_length"], 0xFFFF)
+    cols["caplen"][:] = np.maximum(e - a3, 0)
 
     problems: dict[Reason, list[IntArray]] = {}
     if dropped:
@@ -186,6 +195,7 @@ class _V6:
     frag: Array
     mflag: Array
     ident: Array
+    jumbo: IntArray  # the Jumbo Payload option's length (0 when none)
 
 
 def _ip_check(data: Array, l3: IntArray, end: IntArray, ver: Array, why: Array) -> _V6:
@@ -215,6 +225,7 @@ def _ipv6_walk(data: Array, rows: IntArray, a: IntArray, e: IntArray, why: Array
     frag = np.zeros(m, dtype=np.uint16)
     mflag = np.zeros(m, dtype=np.uint8)
     ident = np.zeros(m, dtype=np.uint16)
+    jumbo = _jumbo(data, a, e, nh)
     act = np.flatnonzero(_IPV6_EXT[nh])
     for _ in range(8):
         if len(act) == 0:
@@ -235,7 +246,32 @@ def _ipv6_walk(data: Array, rows: IntArray, a: IntArray, e: IntArray, why: Array
         pos[act] = p + length
         act = act[~short]
         act = act[_IPV6_EXT[nh[act]] & (frag[act] == 0)]  # a later fragment holds no more headers
-    return _V6(rows, nh, pos, frag, mflag, ident)
+    return _V6(rows, nh, pos, frag, mflag, ident, jumbo)
+
+
+_JUMBO_OPTION = 0xC2  # RFC 2675: option type 0xC2, 4 bytes of length
+
+
+def _jumbo(data: Array, a: IntArray, e: IntArray, nh: Array) -> IntArray:
+    """Per IPv6 packet: the Jumbo Payload length from its hop-by-hop options, 0 when the
+    payload length is not 0 or the option is absent (or not captured)."""
+    out = np.zeros(len(a), dtype=np.int64)
+    act = np.flatnonzero((nh == 0) & (be16(data, a + 4) == 0))
+    if len(act) == 0:
+        return out
+    stop = np.minimum(a[act] + 40 + (u8(data, a[act] + 41).astype(np.int64) + 1) * 8, e[act])
+    pos = a[act] + 42
+    for _ in range(8):  # the option is 4n+2 aligned: at most a few pads before it
+        go = pos + 2 <= stop
+        act, pos, stop = act[go], pos[go], stop[go]
+        if len(act) == 0:
+            break
+        kind = u8(data, pos)
+        found = (kind == _JUMBO_OPTION) & (u8(data, pos + 1) == 4) & (pos + 6 <= stop)
+        out[act[found]] = be32(data, pos[found] + 2)
+        pos = pos + np.where(kind == 0, 1, u8(data, pos + 1).astype(np.int64) + 2)
+        act, pos, stop = act[~found], pos[~found], stop[~found]
+    return out
 
 
 def _ipv4(data: Array, a3: IntArray, ver: Array, cols: dict[str, Array], l4: IntArray) -> None:
@@ -245,9 +281,10 @@ def _ipv4(data: Array, a3: IntArray, ver: Array, cols: dict[str, Array], l4: Int
     if len(a) == 0:
         return
     ff = be16(data, a + 6)
-    put(cols, "length", p, be16(data, a + 2))
+    put(cols, "total_length", p, be16(data, a + 2).astype(np.uint32))
     put(cols, "ip_id", p, be16(data, a + 4))
-    put(cols, "ip_flags", p, (ff >> 13).astype(np.uint8))
+    put(cols, "ip_flags", p, ((ff >> 13) & 3).astype(np.uint8))  # DF, MF
+    put(cols, "ip_reserved", p, (ff >> 15).astype(np.uint8))  # RFC 3514's "evil" bit
     put(cols, "frag_offset", p, ff & 0x1FFF)
     put(cols, "ttl", p, u8(data, a + 8))
     put(cols, "protocol", p, u8(data, a + 9))
@@ -264,7 +301,8 @@ def _ipv6(
         return
     ok = keep[v6.rows]  # extension-header truncation may have dropped some after the walk
     a = a3[p]
-    cols["length"][p] = np.minimum(be16(data, a + 4).astype(np.int64) + 40, 0xFFFF)
+    payload = be16(data, a + 4).astype(np.int64)
+    cols["total_length"][p] = np.where(payload == 0, v6.jumbo[ok], payload) + 40
     cols["ttl"][p] = u8(data, a + 7)
     span = np.arange(16)
     cols["src6"][p] = data.take(a[:, None] + (8 + span), mode="clip").view("V16")[:, 0]

@@ -49,6 +49,7 @@ MAX_PACKET_BLOCK = MAX_CAPLEN + 65_536  # a packet block holds one frame (<= MAX
 _MIN_LEN = {BLOCK_SHB: 28, BLOCK_IDB: 20, BLOCK_OPB: 32, BLOCK_SPB: 16, BLOCK_EPB: 32}
 OPT_TSRESOL = 9
 OPT_TSOFFSET = 14
+_MAX_TSOFFSET = 4_000_000_000  # seconds (~127 years): timestamps stay within int64 nanoseconds
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,7 @@ class PcapngReader:
                 self._section = _Section(big, len(self.interfaces), 0, len(offs))
                 blocks.sections.append(self._section)
             elif btype == BLOCK_IDB:
-                self._add_interface(buf, pos, blen, problems, base)
+                self._add_interface(buf, pos, blen, blocks, problems, base)
             elif btype in (BLOCK_SPB, BLOCK_OPB):
                 blocks.other_kinds.append((len(offs), btype))
                 append(pos)
@@ -249,9 +250,12 @@ class PcapngReader:
         problems.append(Problem(Reason.BAD_RECORD_LENGTH, base + int(rec[i]), detail))
         return int(rec[i]), True
 
-    def _add_interface(self, buf: Buffer, pos: int, blen: int, problems: list[Problem], base: int) -> None:
-        if self._section is None:  # only when fed data that does not start with a section header
-            self._section = _Section(False, len(self.interfaces))
+    def _add_interface(
+        self, buf: Buffer, pos: int, blen: int, blocks: _Blocks, problems: list[Problem], base: int
+    ) -> None:
+        if self._section is None:  # only when the data does not start with a readable section header
+            self._section = _Section(False, len(self.interfaces), 0, len(blocks.offs))
+            blocks.sections.append(self._section)
         order = ">" if self._section.big else "<"
         self._section.n_ifaces += 1
         if blen < 20:
@@ -276,6 +280,10 @@ class PcapngReader:
             )
             problems.append(Problem(Reason.BAD_RECORD_LENGTH, base + pos, detail))
             tsresol = 6
+        if abs(tsoffset) > _MAX_TSOFFSET:  # found by fuzzing: ns since the epoch overflowed int64
+            detail = f"interface {self._section.n_ifaces - 1}: if_tsoffset {tsoffset} s unusable, using 0"
+            problems.append(Problem(Reason.BAD_RECORD_LENGTH, base + pos, detail))
+            tsoffset = 0
         self.interfaces.append(Interface(linktype, snaplen, tsresol, tsoffset))
 
     def _frames(self, buf: Buffer, base: int, blocks: _Blocks, problems: list[Problem]) -> tuple[Frames, int]:
@@ -283,6 +291,10 @@ class PcapngReader:
         data = np.frombuffer(buf, dtype=np.uint8)
         if not blocks.offs:
             return Frames.empty(data), 0
+        if not blocks.sections or blocks.sections[0].pk_start > 0:
+            # Packet blocks before any section header (the file's first one was corrupt and
+            # skipped; found by fuzzing) belong to no section: they name no interface.
+            blocks.sections.insert(0, _Section(False, len(self.interfaces)))
         rec = np.array(blocks.offs, dtype=np.int64)
         kind = np.full(len(rec), BLOCK_EPB, dtype=np.int64)
         for i, btype in blocks.other_kinds:

@@ -155,7 +155,8 @@ def _build(batch: PacketBatch, rows: Array, shape: Any, total: Array) -> Array:
         buf[:, 14] = 0x45
         _put(buf, 16, total, ">u2")
         _put(buf, 18, col["ip_id"], ">u2")
-        _put(buf, 20, ((col["ip_flags"].astype(np.uint16) & 7) << 13) | (col["frag_offset"] & 0x1FFF), ">u2")
+        flags = (col["ip_flags"].astype(np.uint16) & 3) | (col["ip_reserved"].astype(np.uint16) << 2)
+        _put(buf, 20, (flags << 13) | (col["frag_offset"] & 0x1FFF), ">u2")
         buf[:, 22], buf[:, 23] = col["ttl"], col["protocol"]
         _put(buf, 26, col["src"], ">u4")
         _put(buf, 30, col["dst"], ">u4")

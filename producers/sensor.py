@@ -50,6 +50,7 @@ class SensorReport:
     packets_sent: int = 0
     batches_sent: int = 0
     send_failed: int = 0
+    truncated: int = 0  # accepted packets whose capture cut a header field (the snaplen)
     health_records: int = 0
     capture: CaptureCounters = field(default_factory=CaptureCounters)
     stopped_by_signal: bool = False
@@ -135,6 +136,7 @@ class Sensor:
             if n_out:
                 report.out_of_prefix += n_out
                 batch = captured.take(inside)
+            report.truncated += int(np.count_nonzero(batch["truncated"]))
             for part in self._split(batch, realtime):
                 if realtime:
                     first = int(part["ts"][0])
@@ -192,10 +194,12 @@ class Sensor:
             "packets_dropped_kernel": cap.kernel_dropped,
             "packets_malformed": dict(cap.malformed),
             "packets_out_of_prefix": report.out_of_prefix,
+            "packets_truncated": report.truncated,
             "packets_sent": report.packets_sent,
             "batches_sent": report.batches_sent,
             "send_failed": report.send_failed,
-            "monitored_addresses": self.space.address_count,
+            # An Avro long: an IPv6 /64 or wider (2^64 addresses and more) is reported as 2^63 - 1.
+            "monitored_addresses": min(self.space.address_count, 2**63 - 1),
             "prefixes": [str(n) for n in self.space.networks],
             "version": __version__,
         }

@@ -2,9 +2,10 @@
 
 TCP (ports, seq, ack, flags, window, and the options walked for every packet at once: kinds
 in wire order packed from the most significant byte, MSS, window scale), UDP ports, ICMP and
-ICMPv6 type and code, and the datagram an ICMP / ICMPv6 error quotes. Only unfragmented
-packets and first fragments are read. What a short snaplen cut off is left 0 (see
-:mod:`producers.decode` for the rules); the rows with problems are returned as data.
+ICMPv6 type and code, and the datagram an ICMP / ICMPv6 error quotes (IPv4 or IPv6
+addresses). Only unfragmented packets and first fragments are read. What a short snaplen cut
+off is left 0 and marked in ``truncated`` (see :mod:`producers.decode` for the rules); the
+rows with problems are returned as data.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import numpy.typing as npt
 
 from producers.frames import IntArray, Reason, be16, be32, u8
 
-__all__ = ["Sel", "fill_transport", "put", "tcp_options"]
+__all__ = ["TRUNC_L4", "TRUNC_QUOTE", "TRUNC_TCP_OPTIONS", "Sel", "fill_transport", "put", "tcp_options"]
+
+# Bits of the ``truncated`` column: which header fields the snaplen cut off.
+TRUNC_L4, TRUNC_TCP_OPTIONS, TRUNC_QUOTE = 1, 2, 4
 
 Array = npt.NDArray[Any]
 Sel = slice | IntArray  # all rows, or an index array
@@ -68,6 +72,9 @@ def fill_transport(
     """Fill the TCP/UDP/ICMP columns from the L4 offsets ``l4``; return the rows with L4 problems."""
     proto = cols["protocol"]
     first = cols["frag_offset"] == 0
+    # The capture ended before the packet did: a field not captured was cut by the snaplen
+    # (a packet that is itself too short is malformed, not truncated).
+    cut = cols["caplen"] < cols["total_length"]
     problems: dict[Reason, list[IntArray]] = {Reason.TRUNCATED_L4: [], Reason.BAD_L4_HEADER: []}
     for number, header in ((6, 20), (17, 8), (1, 8), (58, 8)):
         idx = np.flatnonzero(first & (proto == number))
@@ -78,20 +85,26 @@ def fill_transport(
         rows = _Rows(idx, slice(None) if len(idx) == len(proto) else idx, room, int(room.min()))
         if rows.least < header:
             problems[Reason.TRUNCATED_L4].append(idx[room < header])
+            cols["truncated"][idx[(room < header) & cut[idx]]] |= np.uint8(TRUNC_L4)
         if number in (6, 17):
             _field(cols, "sport", rows, be16(data, b), 4)  # ports go together
             _field(cols, "dport", rows, be16(data, b + 2), 4)
         if number == 6:
-            _tcp(data, rows, b, cols, problems)
+            _tcp(data, rows, b, cols, problems, cut[idx])
         elif number in (1, 58):
             _field(cols, "icmp_type", rows, u8(data, b), 1)
             _field(cols, "icmp_code", rows, u8(data, b + 1), 2)
-            _icmp_inner(data, idx, b + 8, end[idx], cols, number)
+            _icmp_inner(data, idx, b + 8, end[idx], cols, number, cut[idx])
     return {r: np.concatenate(v) for r, v in problems.items() if v and sum(len(x) for x in v)}
 
 
 def _tcp(
-    data: Array, rows: _Rows, b: IntArray, cols: dict[str, Array], problems: dict[Reason, list[IntArray]]
+    data: Array,
+    rows: _Rows,
+    b: IntArray,
+    cols: dict[str, Array],
+    problems: dict[Reason, list[IntArray]],
+    cut: npt.NDArray[np.bool_],
 ) -> None:
     _field(cols, "tcp_seq", rows, be32(data, b + 4), 8)
     _field(cols, "tcp_ack", rows, be32(data, b + 8), 12)
@@ -103,6 +116,9 @@ def _tcp(
     bad = has_off & (hlen < 20)
     if bad.any():
         problems[Reason.BAD_L4_HEADER].append(rows.idx[bad])
+    # Options cut: the data offset says more than was captured, or was not captured itself.
+    opts_cut = cut & (~has_off | ((hlen > 20) & (room < hlen)))
+    cols["truncated"][rows.idx[opts_cut]] |= np.uint8(TRUNC_TCP_OPTIONS)
     with_opts = np.flatnonzero(has_off & (hlen > 20))
     if len(with_opts) == 0:
         return
@@ -164,11 +180,19 @@ def tcp_options(data: Array, start: IntArray, stop: IntArray) -> tuple[Array, Ar
 
 
 def _icmp_inner(
-    data: Array, rows: IntArray, ib: IntArray, end: IntArray, cols: dict[str, Array], number: int
+    data: Array,
+    rows: IntArray,
+    ib: IntArray,
+    end: IntArray,
+    cols: dict[str, Array],
+    number: int,
+    cut: npt.NDArray[np.bool_],
 ) -> None:
-    """Quoted datagram of ICMP / ICMPv6 errors: inner protocol, addresses (IPv4) and ports."""
+    """Quoted datagram of ICMP / ICMPv6 errors: inner protocol, addresses and ports."""
     errors = _ICMP4_ERRORS if number == 1 else _ICMP6_ERRORS
-    sel = np.flatnonzero(errors[cols["icmp_type"][rows]] & (ib < end))
+    is_error = errors[cols["icmp_type"][rows]]
+    _mark_quote(data, rows[is_error & cut], ib[is_error & cut], end[is_error & cut], cols, number)
+    sel = np.flatnonzero(is_error & (ib < end))
     want = 4 if number == 1 else 6
     sel = sel[u8(data, ib[sel]) >> 4 == want]
     if len(sel) == 0:
@@ -184,6 +208,10 @@ def _icmp_inner(
         first = (room >= 8) & (ihl >= 20) & (be16(data, a + 6) & 0x1FFF == 0)
     else:
         _field(cols, "inner_protocol", quote, u8(data, a + 6), 7)
+        span = np.arange(16)
+        for name, at in (("inner_src6", 8), ("inner_dst6", 24)):
+            addr = data.take(a[:, None] + (at + span), mode="clip").view("V16")[:, 0]
+            _field(cols, name, quote, addr, at + 16)
         ports_at = a + 40
         first = np.ones(len(r), dtype=bool)
     inner = cols["inner_protocol"][r]
@@ -195,3 +223,24 @@ def _icmp_inner(
     ports = _Rows(r, r, room, int(room.min()))
     _field(cols, "inner_sport", ports, be16(data, ports_at), 4)
     _field(cols, "inner_dport", ports, be16(data, ports_at + 2), 4)
+
+
+def _mark_quote(
+    data: Array, rows: IntArray, ib: IntArray, end: IntArray, cols: dict[str, Array], number: int
+) -> None:
+    """Mark the ICMP errors (of packets the snaplen cut) whose quoted header, or the ports of a
+    quoted TCP/UDP datagram, were not all captured."""
+    if len(rows) == 0:
+        return
+    room = end - ib
+    if number == 1:
+        hdr = np.where(room >= 1, (u8(data, ib) & 15).astype(np.int64) * 4, 20)
+        inner = np.where(room >= 10, u8(data, ib + 9), 0)
+        unfragmented = (room < 8) | (be16(data, ib + 6) & 0x1FFF == 0)
+    else:
+        hdr = np.full(len(rows), 40, dtype=np.int64)
+        inner = np.where(room >= 7, u8(data, ib + 6), 0)
+        unfragmented = np.ones(len(rows), dtype=bool)
+    ports = ((inner == 6) | (inner == 17)) & unfragmented
+    lost = (room < np.maximum(hdr, 20)) | (ports & (room < hdr + 4))
+    cols["truncated"][rows[lost]] |= np.uint8(TRUNC_QUOTE)

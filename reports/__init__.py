@@ -15,4 +15,5 @@
 - ``reports.build``     figures, tables and events -> ``Report``; writes the HTML and the JSON
 - ``reports.render``    the HTML page (``templates/``) and the terminal tables
 - ``reports.export``    the JSON
+- ``reports.notify``    notification lists: sources to report per AS with their evidence, a summary per region
 """

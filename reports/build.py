@@ -239,10 +239,13 @@ def write_report(
     focus_region: str = "JP",
     params: EventParams | None = None,
     notes: str = "",
+    sensor_group: str | None = None,
 ) -> ReportPaths:
     """Read ``quarter`` from the store and write its HTML and JSON into ``out_dir``; ``notes``
-    (Markdown) are the analyst's own sections."""
-    report = build_report(load_quarter(store, quarter, sensor, focus_region), focus_region, params)
+    (Markdown) are the analyst's own sections; ``sensor_group`` keeps the sensors of one registry
+    group."""
+    data = load_quarter(store, quarter, sensor, focus_region, group=sensor_group)
+    report = build_report(data, focus_region, params)
     report.notes = render_notes(notes) if notes.strip() else ""
     return save_report(report, out_dir)
 
@@ -251,6 +254,7 @@ def save_report(report: Report, out_dir: Path) -> ReportPaths:
     """Write a built report's HTML and JSON into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"report-{report.data.quarter}" + (f"-{report.data.sensor}" if report.data.sensor else "")
+    stem += f"-group-{report.data.sensor_group}" if report.data.sensor_group else ""
     html = out_dir / f"{stem}.html"
     js = out_dir / f"{stem}.json"
     html.write_text(render_html(report), encoding="utf-8")

@@ -48,6 +48,8 @@ def report_json(report: Report) -> dict[str, Any]:
         "quarter": d.quarter,
         "previous_quarter": d.previous,
         "sensor": d.sensor,
+        "sensor_group": d.sensor_group,
+        "unregistered": [{"sensor": name, "packets": n} for name, n in d.unregistered],
         "focus_region": report.focus_region,
         "first_day": d.days[0].isoformat(),
         "last_day": d.days[-1].isoformat(),

@@ -18,6 +18,7 @@ from core.errors import QueryFailed
 from reports.quarters import previous_quarter, quarter_days
 from reports.series import AsRow, Episode, QuarterData, SensorHealth, Series, ToolRow
 from schemas.fingerprints import Fingerprint
+from sinks.registry import UNREGISTERED, group_condition
 
 __all__ = [
     "REPORT_TABLES",
@@ -92,14 +93,21 @@ def _rows(store: Queryable, sql: str, params: dict[str, Any]) -> list[tuple[Any,
     return list(store.query(sql, parameters=params).result_rows)
 
 
-def _where(sensor: str | None, column: str = "day") -> str:
+def _where(sensor: str | None, column: str = "day", group: str | None = None) -> str:
     cond = f"{column} >= toDate(%(first)s) AND {column} <= toDate(%(last)s)"
+    if group:  # the sensors of the group on each day, by the registry (sinks.registry)
+        cond += " AND " + group_condition(group, day=column)
     return cond + (" AND sensor = %(sensor)s" if sensor else "")
 
 
-def _params(quarter: str, sensor: str | None) -> dict[str, Any]:
+def _params(quarter: str, sensor: str | None, group: str | None = None) -> dict[str, Any]:
     days = quarter_days(quarter)
-    return {"first": days[0].isoformat(), "last": days[-1].isoformat(), "sensor": sensor or ""}
+    return {
+        "first": days[0].isoformat(),
+        "last": days[-1].isoformat(),
+        "sensor": sensor or "",
+        "sensor_group": group or "",
+    }
 
 
 def _daily(rows: list[tuple[Any, ...]], days: list[date]) -> dict[str, np.ndarray[Any, Any]]:
@@ -112,14 +120,19 @@ def _daily(rows: list[tuple[Any, ...]], days: list[date]) -> dict[str, np.ndarra
 
 
 def load_quarter(
-    store: Queryable, quarter: str, sensor: str | None = None, focus_region: str = ""
+    store: Queryable,
+    quarter: str,
+    sensor: str | None = None,
+    focus_region: str = "",
+    group: str | None = None,
 ) -> QuarterData:
-    """Every figure of ``quarter`` (and the previous quarter's rankings) for one or all sensors;
-    ``focus_region``'s ASes are listed with those of the top Mirai regions."""
+    """Every figure of ``quarter`` (and the previous quarter's rankings) for one or all sensors,
+    or the sensors of a registry ``group``; ``focus_region``'s ASes are listed with those of the
+    top Mirai regions."""
     days = quarter_days(quarter)
     prev = previous_quarter(quarter)
-    p, pp = _params(quarter, sensor), _params(prev, sensor)
-    w = _where(sensor)
+    p, pp = _params(quarter, sensor, group), _params(prev, sensor, group)
+    w = _where(sensor, group=group)
     total = _daily(
         _rows(store, f"SELECT day, '', sum(packets) FROM rollup_region_day WHERE {w} GROUP BY day", p), days
     ).get("", np.zeros(len(days)))
@@ -225,17 +238,24 @@ def load_quarter(
     )
     data.regions = {c: Series(c, data.region_label(c), v) for c, v in region_daily.items()}
     data.mirai = {c: Series(c, data.region_label(c), v) for c, v in mirai_daily.items()}
-    data.episodes = load_episodes(store, quarter, sensor)
-    data.health = load_health(store, quarter, sensor)
+    data.sensor_group = group
+    data.unregistered = load_unregistered(store, quarter, sensor, group)
+    data.episodes = load_episodes(store, quarter, sensor, group)
+    data.health = load_health(store, quarter, sensor, group)
     ranked = sorted(mirai_sources, key=lambda k: (-mirai_sources[k], k))[:MIRAI_AS_REGIONS]
     focus_and_top = list(dict.fromkeys([*ranked, *(r for r in (focus_region.upper(),) if r)]))
-    data.mirai_asns = load_mirai_asns(store, quarter, sensor, focus_and_top)
-    data.tools = load_tools(store, quarter, sensor)
+    data.mirai_asns = load_mirai_asns(store, quarter, sensor, focus_and_top, group=group)
+    data.tools = load_tools(store, quarter, sensor, group)
     return data
 
 
 def load_mirai_asns(
-    store: Queryable, quarter: str, sensor: str | None, regions: Sequence[str], top: int = 3
+    store: Queryable,
+    quarter: str,
+    sensor: str | None,
+    regions: Sequence[str],
+    top: int = 3,
+    group: str | None = None,
 ) -> list[AsRow]:
     """The ``top`` ASes by Mirai sources in each of ``regions`` (per-source verdict)."""
     if not regions:
@@ -243,35 +263,43 @@ def load_mirai_asns(
     rows = _rows(
         store,
         "SELECT toString(region), asn, toString(as_org), uniqExact(source), count() FROM packets "
-        f"WHERE {_where(sensor)} AND bitAnd(fp_verdict, {int(Fingerprint.MIRAI)}) != 0 "
+        f"WHERE {_where(sensor, group=group)} AND bitAnd(fp_verdict, {int(Fingerprint.MIRAI)}) != 0 "
         "AND region IN %(regions)s GROUP BY region, asn, as_org "
         f"ORDER BY region, 4 DESC, asn LIMIT {int(top)} BY region",
-        {**_params(quarter, sensor), "regions": list(regions)},
+        {**_params(quarter, sensor, group), "regions": list(regions)},
     )
     order = {r: i for i, r in enumerate(regions)}
     out = [AsRow(str(r), int(a), str(o), int(s), int(n)) for r, a, o, s, n in rows]
     return sorted(out, key=lambda x: (order.get(x.region, 99), -x.sources, x.asn))
 
 
-def load_tools(store: Queryable, quarter: str, sensor: str | None) -> list[ToolRow]:
+def load_tools(store: Queryable, quarter: str, sensor: str | None, group: str | None = None) -> list[ToolRow]:
     """Sources and packets of each scanning tool, by the per-source verdict (a chance match of
     one packet, such as ZMap's IP id 54321, does not make a source a ZMap source)."""
     conds = [f"bitAnd(fp_verdict, {int(bit)}) != 0" for _, bit in TOOLS]
     cols = ", ".join(f"uniqExactIf(source, {c}), countIf({c})" for c in conds)
-    (row,) = _rows(store, f"SELECT {cols} FROM packets WHERE {_where(sensor)}", _params(quarter, sensor))
+    (row,) = _rows(
+        store,
+        f"SELECT {cols} FROM packets WHERE {_where(sensor, group=group)}",
+        _params(quarter, sensor, group),
+    )
     return [ToolRow(name, int(row[2 * i]), int(row[2 * i + 1])) for i, (name, _) in enumerate(TOOLS)]
 
 
-def load_episodes(store: Queryable, quarter: str, sensor: str | None = None) -> list[Episode]:
+def load_episodes(
+    store: Queryable, quarter: str, sensor: str | None = None, group: str | None = None
+) -> list[Episode]:
     """DoS episodes: a victim's backscatter split at silences of ``EPISODE_GAP_S``, kept when
     they pass corsaro's thresholds."""
     rows = _rows(
         store,
-        "SELECT toString(victim), any(toString(region)), toUInt64(toUnixTimestamp(toStartOfMinute(ts))), "
+        # victim is IPv6 like `source`: an IPv4 victim (::ffff:a.b.c.d) is shown as a.b.c.d
+        "SELECT replaceRegexpOne(toString(victim), '^::ffff:', ''), any(toString(region)), "
+        "toUInt64(toUnixTimestamp(toStartOfMinute(ts))), "
         "count(), toFloat64(min(ts)), toFloat64(max(ts)), groupUniqArray(protocol) FROM packets "
-        f"WHERE {_where(sensor)} AND bitAnd(fp_flags, {int(Fingerprint.BACKSCATTER)}) != 0 "
+        f"WHERE {_where(sensor, group=group)} AND bitAnd(fp_flags, {int(Fingerprint.BACKSCATTER)}) != 0 "
         "GROUP BY victim, toStartOfMinute(ts) ORDER BY victim, 3",
-        _params(quarter, sensor),
+        _params(quarter, sensor, group),
     )
     out: list[Episode] = []
     current: list[Any] | None = None
@@ -282,7 +310,10 @@ def load_episodes(store: Queryable, quarter: str, sensor: str | None = None) -> 
         victim, region, first, last, packets, protos = ep
         seconds = last - first
         if packets >= MIN_PACKETS and seconds >= MIN_SECONDS and packets / (seconds / 60.0) >= MIN_PPM:
-            names = "+".join(n for p, n in ((6, "tcp"), (1, "icmp"), (17, "udp")) if p in protos) or "other"
+            names = (
+                "+".join(n for p, n in ((6, "tcp"), (1, "icmp"), (58, "icmpv6"), (17, "udp")) if p in protos)
+                or "other"
+            )
             out.append(
                 Episode(
                     victim,
@@ -319,19 +350,21 @@ def prefix_addresses(prefixes: Sequence[str]) -> int:
     return sum(n.num_addresses for group in nets.values() for n in ipaddress.collapse_addresses(group))
 
 
-def load_health(store: Queryable, quarter: str, sensor: str | None = None) -> list[SensorHealth]:
+def load_health(
+    store: Queryable, quarter: str, sensor: str | None = None, group: str | None = None
+) -> list[SensorHealth]:
     """Per sensor: days with data, packets stored and stored per day (rollups), captured and dropped
     packets and monitored addresses (sensor health records, cumulative per run: the last record of
     each run)."""
-    p = _params(quarter, sensor)
+    p = _params(quarter, sensor, group)
     stored = _rows(
         store,
         f"SELECT toString(sensor), uniqExact(day), sum(packets), min(day), max(day) FROM rollup_region_day "
-        f"WHERE {_where(sensor)} GROUP BY sensor ORDER BY sensor",
+        f"WHERE {_where(sensor, group=group)} GROUP BY sensor ORDER BY sensor",
         p,
     )
     health: dict[str, tuple[int, int, int]] = {}
-    hw = _where(sensor, "toDate(ts)")
+    hw = _where(sensor, "toDate(ts)", group)
     for name, seen, dropped, addresses, prefixes in _rows(
         store,
         "SELECT s, sum(seen), sum(dropped), max(addr), groupUniqArrayArray(pfx) FROM (SELECT "
@@ -348,18 +381,61 @@ def load_health(store: Queryable, quarter: str, sensor: str | None = None) -> li
     daily: dict[str, np.ndarray[Any, Any]] = defaultdict(lambda: np.full(len(days), np.nan))
     for day, name, packets in _rows(
         store,
-        f"SELECT day, toString(sensor), sum(packets) FROM rollup_region_day WHERE {_where(sensor)} "
-        "GROUP BY day, sensor",
+        "SELECT day, toString(sensor), sum(packets) FROM rollup_region_day "
+        f"WHERE {_where(sensor, group=group)} GROUP BY day, sensor",
         p,
     ):
         if day in index:  # a day with no row stays NaN: no data, which is not 0 packets
             daily[str(name)][index[day]] = float(packets)
+    registered = _registry_addresses(store, p, sensor, group)
     out = []
     for name, ndays, packets, first, last in stored:
-        seen, dropped, addresses = health.get(str(name), (0, 0, 0))
+        seen, dropped, reported = health.get(str(name), (0, 0, 0))
+        addresses = registered.get(str(name)) or reported
         out.append(
             SensorHealth(
                 str(name), int(ndays), int(packets), seen, dropped, addresses, first, last, daily[str(name)]
             )
         )
     return out
+
+
+def _registry_addresses(
+    store: Queryable, p: dict[str, Any], sensor: str | None, group: str | None
+) -> dict[str, int]:
+    """Monitored addresses of each sensor the registry lists, averaged over its days with data
+    (its prefixes may change within the quarter); the registry wins over the health records."""
+    try:
+        rows = _rows(
+            store,
+            "SELECT r.sensor, avg(r.monitored_addresses) FROM registry_days AS r WHERE (r.day, r.sensor) IN "
+            f"(SELECT day, toString(sensor) FROM rollup_region_day WHERE {_where(sensor, group=group)}) "
+            "GROUP BY r.sensor",
+            p,
+        )
+    except QueryFailed:  # a store from before the registry (schema step 6)
+        return {}
+    return {str(name): round(float(avg)) for name, avg in rows}
+
+
+def load_unregistered(
+    store: Queryable, quarter: str, sensor: str | None = None, group: str | None = None
+) -> list[tuple[str, int]]:
+    """Sensors with packets in the quarter on days the registry has no period for them, and
+    those packets: counted under the group 'unregistered', and said so in the report (once a
+    registry is loaded)."""
+    if group and group != UNREGISTERED:
+        return []
+    w = _where(sensor) + " AND " + group_condition(UNREGISTERED)
+    try:
+        if not _rows(store, "SELECT 1 FROM sensor_registry LIMIT 1", {}):
+            return []  # no registry loaded: there is nothing to be missing from
+        rows = _rows(
+            store,
+            f"SELECT toString(sensor), sum(packets) FROM rollup_region_day WHERE {w} "
+            "GROUP BY sensor ORDER BY sensor",
+            _params(quarter, sensor),
+        )
+    except QueryFailed:  # a store from before the registry (schema step 6): nothing to say
+        return []
+    return [(str(s), int(n)) for s, n in rows]

@@ -135,6 +135,10 @@ class QuarterData:
     health: list[SensorHealth] = field(default_factory=list)
     mirai_asns: list[AsRow] = field(default_factory=list)  # top ASes of the top Mirai regions
     tools: list[ToolRow] = field(default_factory=list)  # scanner tools by per-source verdict
+    sensor_group: str | None = None  # the registry group reported on (sinks.registry); None: all
+    # Sensors with packets on days the registry has no period for them (group 'unregistered'),
+    # with those packets.
+    unregistered: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def mirai_total(self) -> F64:

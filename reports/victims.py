@@ -1,5 +1,8 @@
 """DoS victims seen through their backscatter, their episodes aggregated per victim (as CAIDA
-reports them: episodes, packets, first and last seen, peak rate, protocols)."""
+reports them: episodes, packets, first and last seen, peak rate, protocols).
+
+IPv4 and IPv6 victims are ranked apart: a telescope's IPv6 space catches a sliver of what its
+IPv4 space does, so an IPv6 victim would hardly ever reach a common top list."""
 
 from __future__ import annotations
 
@@ -25,6 +28,11 @@ class Victim:
     peak_per_minute: float
     protocols: str
 
+    @property
+    def ipv6(self) -> bool:
+        """An IPv6 victim (the store shows IPv4 victims dotted)."""
+        return ":" in self.victim
+
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
         return {
@@ -40,7 +48,8 @@ class Victim:
 
 
 def victims(episodes: Sequence[Episode], top: int = 5) -> list[Victim]:
-    """The most-attacked victims by backscatter packets, each with its episodes aggregated."""
+    """The ``top`` most-attacked IPv4 victims by backscatter packets, then the ``top`` IPv6
+    ones, each with its episodes aggregated."""
     by: dict[str, list[Episode]] = {}
     for ep in episodes:
         by.setdefault(ep.victim, []).append(ep)
@@ -57,4 +66,5 @@ def victims(episodes: Sequence[Episode], top: int = 5) -> list[Victim]:
         )
         for v, eps in by.items()
     ]
-    return sorted(out, key=lambda x: (-x.packets, x.victim))[:top]
+    ranked = sorted(out, key=lambda x: (-x.packets, x.victim))
+    return [v for v in ranked if not v.ipv6][:top] + [v for v in ranked if v.ipv6][:top]

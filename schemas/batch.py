@@ -29,7 +29,9 @@ __all__ = [
     "row_to_event",
 ]
 
-ADDRESS6_COLUMNS = ("src6", "dst6")  # empty on the wire when the batch has no IPv6 packet
+# Empty on the wire when the batch has no IPv6 packet.
+ADDRESS6_COLUMNS = ("src6", "dst6", "inner_src6", "inner_dst6")
+_INNER6 = ("inner_src6", "inner_dst6")
 
 Array = npt.NDArray[Any]
 
@@ -117,9 +119,12 @@ def row_to_event(batch: PacketBatch, i: int) -> dict[str, Any]:
         "dst_addr": _addr(batch, i, "dst"),
     }
     for name in column_dtypes():
-        if name in ("src", "dst", "src6", "dst6"):
+        if name in ("src", "dst", *ADDRESS6_COLUMNS):
             continue
         ev[name] = int(batch.columns[name][i])
+    for name in _INNER6:  # only an ICMPv6 error quotes an IPv6 datagram
+        raw = bytes(batch.columns[name][i].tobytes())
+        ev[name] = raw if any(raw) else b""
     # Avro long is signed: carry the unsigned 64-bit option-kinds word as two's complement.
     ev["tcp_opt_kinds"] = int(np.uint64(ev["tcp_opt_kinds"]).astype(np.int64))
     return ev
@@ -140,6 +145,20 @@ def event_to_row(ev: Mapping[str, Any]) -> dict[str, Any]:
     else:
         row.update(src=0, dst=0, src6=src, dst6=dst)
     row["tcp_opt_kinds"] = int(ev["tcp_opt_kinds"]) & 0xFFFFFFFFFFFFFFFF
+    for name in _INNER6:
+        raw = bytes(ev.get(name) or bytes(16))
+        if len(raw) != 16:
+            raise SchemaMismatch(f"{name} of {len(raw)} bytes")
+        row[name] = raw
+    # Version-1 events (or readers' defaults): the 16-bit length, the reserved bit in ip_flags.
+    row.setdefault("caplen", 0)
+    row.setdefault("truncated", 0)
+    if int(ev.get("total_length", -1)) < 0:
+        row["total_length"] = int(ev["length"])
+    if int(ev.get("ip_reserved", -1)) < 0:
+        flags = int(ev["ip_flags"])
+        row["ip_reserved"] = (flags >> 2) & 1 if version == 4 else 0
+        row["ip_flags"] = flags & 3 if version == 4 else flags
     return row
 
 

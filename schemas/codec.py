@@ -26,6 +26,7 @@ from core.errors import SchemaMismatch, UndecodableMessage, UnknownSchema
 from schemas.batch import ADDRESS6_COLUMNS, PacketBatch, batch_from_events, column_dtypes
 from schemas.names import DEAD_LETTER, PACKET_BATCH, PACKET_EVENT
 from schemas.registry import SchemaSet, default_schemas, fingerprint, full_name
+from schemas.versions import ADDED_IN_V2, fill_v1_columns, previous_schemas
 
 __all__ = [
     "MAGIC",
@@ -77,6 +78,10 @@ class Codec:
             fp = self._schemas.fingerprints[name]
             self._own_fp[name] = fp
             self._writers[fp] = (name, parsed)
+        # Earlier versions stay readable (messages already on the topics); ours take precedence.
+        for earlier in previous_schemas():
+            if fingerprint(earlier) not in self._writers:
+                self.register(earlier)
         for schema in writers:
             self.register(schema)
         self._headers = {name: MAGIC + fp.to_bytes(8, "little") for name, fp in self._own_fp.items()}
@@ -157,10 +162,16 @@ class Codec:
         if n < 0:
             raise UndecodableMessage(f"negative packet count {n}")
         cols = {}
+        missing: set[str] = set()
         for name, dt in self._dtypes.items():
             raw = rec.get(name)
+            if raw is None and name in ADDED_IN_V2:
+                raw = b""  # a reader that resolved without the field's default
             if raw is None:
                 raise UndecodableMessage(f"PacketBatch without column {name}")
+            if not raw and n and name in ADDED_IN_V2:
+                missing.add(name)  # a version-1 writer: filled below
+                continue
             if not raw and name in ADDRESS6_COLUMNS:
                 cols[name] = np.zeros(n, dtype=dt)
                 continue
@@ -169,6 +180,8 @@ class Codec:
                     f"column {name} holds {len(raw)} bytes, {n} packets of {dt} need {n * dt.itemsize}"
                 )
             cols[name] = np.frombuffer(raw, dtype=dt)
+        if missing:
+            fill_v1_columns(cols, n, missing, self._dtypes)
         return PacketBatch(str(rec["sensor_id"]), int(rec["batch_seq"]), cols)
 
     def decode_packets(self, data: bytes) -> PacketBatch:

@@ -44,6 +44,7 @@ U32 = npt.NDArray[np.uint32]
 U64 = npt.NDArray[np.uint64]
 
 _COLUMNS = ("minute", "value_idx", "packets", "pair_minute", "pair_value_idx", "pair_addr")
+_MAX_MINUTE = 2**36  # seconds (the year 4147): later minutes are corrupt, and keys stay in int64
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,35 @@ def idle_marker(codec: Codec, source_partition: int, shard: int, shards: int, em
     )
 
 
+def _check_minutes(cols: dict[str, Any], nvals: int) -> None:
+    """The count agent's assumptions about a kind's rows (a frame breaking them crashed it;
+    found by fuzzing the count agent): minutes are whole minutes since the epoch, and the
+    (minute, value)s of the packet rows are those of the address pairs, as the combiner
+    makes them (every packet counted has its address, every address its packets)."""
+    for name in ("minute", "pair_minute"):
+        m = cols[name]
+        if len(m) and (int(m.min()) < 0 or int(m.max()) >= _MAX_MINUTE or bool((m % 60).any())):
+            raise UndecodableMessage(f"PartialCounts {name} holds values that are not minutes")
+    n = max(nvals, 1)
+    rows = _distinct(cols["minute"] * n + cols["value_idx"])
+    pairs = _distinct(cols["pair_minute"] * n + cols["pair_value_idx"])
+    if not np.array_equal(rows, pairs):
+        raise UndecodableMessage(
+            "PartialCounts packet rows and address pairs name different minutes or values"
+        )
+
+
+def _distinct(keys: I64) -> I64:
+    """The distinct keys, sorted: one pass over the sorted runs the combiner writes, a sort
+    only for a frame written otherwise."""
+    if len(keys) > 1:
+        step = np.diff(keys)
+        if bool((step < 0).any()):
+            return np.unique(keys)
+        return keys[np.concatenate(([True], step != 0))]
+    return keys
+
+
 def decode_frame(codec: Codec, data: bytes) -> PartialFrame:
     """A PartialCounts frame, its columns checked (UndecodableMessage when they do not fit)."""
     msg = codec.decode(data)
@@ -155,6 +185,7 @@ def decode_frame(codec: Codec, data: bytes) -> PartialFrame:
             len(cols["pair_value_idx"]) and int(cols["pair_value_idx"].max()) >= nvals
         ):
             raise UndecodableMessage("PartialCounts value index out of range")
+        _check_minutes(cols, nvals)
         partials.append(Partial(str(k["kind"]), list(k["values"]), **cols))
     shard, shards = int(r["shard"]), int(r["shards"])
     if not 0 <= shard < shards:

@@ -12,4 +12,7 @@
 - ``sinks.sink``     ``Sink``: the loop on a confluent-kafka consumer and a dead-letter Publisher
 - ``sinks.run``      the ``darkscope sink`` process
 - ``sinks.sql``      ``darkscope sql`` rendering
+- ``sinks.registry`` the sensor registry (TOML) and its tables and per-group views
+- ``sinks.sources``  ``sources_daily``: per-source activity by day, filled as packets are stored
+- ``sinks.scans``    ``source_minutes`` and the ``scan_events(idle=...)`` view: scans cut at silences
 """

@@ -51,7 +51,9 @@ _PLAIN = {
     "ttl": pa.uint8(),
     "ip_flags": pa.uint8(),
     "frag_offset": pa.uint16(),
-    "length": pa.uint16(),
+    "ip_reserved": pa.uint8(),
+    "caplen": pa.uint32(),
+    "truncated": pa.uint8(),
     "icmp_type": pa.uint8(),
     "icmp_code": pa.uint8(),
     "inner_protocol": pa.uint8(),
@@ -61,7 +63,7 @@ _PLAIN = {
 # IPv4 columns: the batch holds the address as an integer; Arrow carries it as UInt32 and
 # ClickHouse casts UInt32 -> IPv4 on insert.
 _IPV4 = ("src", "dst", "inner_src", "inner_dst")
-_IPV6 = ("src6", "dst6")
+_IPV6 = ("src6", "dst6", "inner_src6", "inner_dst6")
 _TS = pa.timestamp("ns", tz="UTC")
 _IPV6_TYPE = pa.binary(16)
 
@@ -228,6 +230,8 @@ def arrow_table(parts: Sequence[EnrichedColumns]) -> pa.Table:
         data[name] = _ipv6(_concat(parts, lambda p, c=name: p.batch[c]))
     for name, typ in _PLAIN.items():
         data[name] = pa.array(_concat(parts, lambda p, c=name: p.batch[c]), typ)
+    # The 32-bit length (the batch's ``length`` is PacketBatch version 1's clipped copy).
+    data["length"] = pa.array(_concat(parts, lambda p: p.batch["total_length"]), pa.uint32())
     codes, services, _ = merged_dictionary(parts, lambda p: p.service_idx, lambda p: p.services)
     data["service"] = _dict(codes, services)
     codes, regions, region_names = merged_dictionary(

@@ -15,6 +15,9 @@ Delivery is exactly-once into ClickHouse on top of Kafka's at-least-once, by the
   committed in order. A group's intent is committed only once every earlier group of its
   partition is stored and committed (the committed offset is always where a replay starts).
   A revoked partition waits for the inserts in hand to finish and commits them first.
+- An enriched batch of a packet batch this sink already stored or holds (the worker's enrich
+  stage is at least once: it re-sends after a restart or a rebalance) is dropped, not stored
+  twice (:mod:`sinks.repeats`); its offset is part of its group as usual.
 - ClickHouse unavailable: the insert is retried with exponential backoff, forever.
 - A message that is not a readable EnrichedBatch goes to the dead-letter topic (stage
   ``sink``) with its topic, partition and offset; its offset is part of its group, and its
@@ -39,7 +42,7 @@ from typing import Any
 
 from confluent_kafka import KafkaException, Message, TopicPartition
 
-from core.errors import CodecError, StoreUnavailable, UndecodableMessage
+from core.errors import CodecError, SchemaMismatch, StoreUnavailable, UndecodableMessage
 from core.settings import SinkSettings, TopicNames
 from schemas.codec import dead_letter
 from schemas.names import ENRICHED_BATCH, SENSOR_HEALTH
@@ -48,6 +51,7 @@ from sinks.clients import DeadLetterPublisher, SinkConsumer, SinkStore
 from sinks.inserter import Inserter
 from sinks.intents import Intent, dedup_token, intent_metadata, resumed_intent
 from sinks.native import native_block
+from sinks.repeats import Repeats, SourceKey
 
 __all__ = ["SinkLoop", "SinkStats"]
 
@@ -67,6 +71,7 @@ class SinkStats:
     inserts: int = 0
     replayed_groups: int = 0
     dead: int = 0
+    repeats: int = 0  # enriched batches dropped: their packet batch was stored already
     health: int = 0
     retries: int = 0
     commit_failures: int = 0
@@ -90,6 +95,7 @@ class _Group:
     rows: int = 0
     parts: list[EnrichedColumns] = field(default_factory=list)
     dead: list[tuple[str, str, Message]] = field(default_factory=list)
+    keys: list[SourceKey] = field(default_factory=list)  # the packet batches of ``parts``
     block: tuple[list[str], bytes] | None = None  # the Native block, built when the group is flushed
 
 
@@ -118,6 +124,7 @@ class SinkLoop:
         self._stop = False
         self._groups: dict[int, _Group] = {}
         self._intents: dict[int, Intent] = {}
+        self._repeats = Repeats()
         self._health: list[dict[str, Any]] = []
         self._health_offsets: dict[int, int] = {}
         self._health_since = clock()
@@ -206,7 +213,9 @@ class SinkLoop:
         self._inserts.finish_all()
         for tp in partitions:
             if tp.topic == self.topics.enriched:
-                self._groups.pop(tp.partition, None)
+                dropped = self._groups.pop(tp.partition, None)
+                if dropped is not None:
+                    self._repeats.release(dropped.keys)
                 self._intents.pop(tp.partition, None)
             else:
                 self._health_offsets.pop(tp.partition, None)
@@ -237,9 +246,17 @@ class SinkLoop:
         except CodecError as exc:
             group.dead.append((exc.reason, str(exc), msg))
         else:
-            group.parts.append(cols)
-            group.rows += len(cols)
-            self.stats.batches += 1
+            key = (cols.source_topic, cols.source_partition, cols.source_offset)
+            if self._repeats.claim(key):
+                group.parts.append(cols)
+                group.keys.append(key)
+                group.rows += len(cols)
+                self.stats.batches += 1
+            else:
+                self.stats.repeats += 1
+                logger.info(
+                    "%s[%d]@%d: packet batch %s:%d:%d already stored; dropped", msg.topic(), p, offset, *key
+                )
         if intent is not None:
             if offset >= intent.last:
                 self._flush(p)
@@ -252,6 +269,7 @@ class SinkLoop:
             decoded = self.codec.decode(bytes(msg.value() or b""))
             if decoded.name != SENSOR_HEALTH:
                 raise UndecodableMessage(f"{decoded.name} is not a SensorHealth record")
+            _check_health(decoded.record)
         except CodecError as exc:
             self._send_dead(exc.reason, str(exc), msg)
         else:
@@ -296,6 +314,7 @@ class SinkLoop:
                 topic, p, group.first, metadata=intent_metadata(group.first, group.last)
             )
             if not self._commit([intent_tp]):
+                self._repeats.release(group.keys)
                 return  # not ours any more: the next owner reads the group again
         else:
             self.stats.replayed_groups += 1
@@ -399,3 +418,15 @@ class SinkLoop:
             logger.warning("commit failed for %s", failed)
             return False
         return True
+
+
+def _check_health(record: dict[str, Any]) -> None:
+    """A SensorHealth record the store can take: its counts are UInt64 columns, so a negative
+    one would fail every insert, and the sink would retry it for ever (found by fuzzing)."""
+    counted = ("packets_", "batches_", "send_failed", "monitored_addresses")
+    counts = {k: v for k, v in record.items() if k.startswith(counted) and isinstance(v, int)}
+    malformed = record.get("packets_malformed") or {}
+    counts.update({f"packets_malformed[{k}]": v for k, v in malformed.items()})
+    negative = sorted(k for k, v in counts.items() if v < 0)
+    if negative:
+        raise SchemaMismatch(f"SensorHealth with negative counts: {', '.join(negative)}")

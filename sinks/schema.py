@@ -9,13 +9,25 @@ ORDER BY (sensor, protocol, dport, ts), TTL from ``DARKSCOPE_SINK_TTL_DAYS``)::
     src IPv4, dst IPv4, src6 IPv6, dst6 IPv6 (:: for IPv4 packets),
     source IPv6 (= src6, or src mapped to ::ffff:a.b.c.d: the unique-source key),
     protocol UInt8, sport UInt16, dport UInt16, tcp_flags UInt8, tcp_seq, tcp_ack, tcp_window,
-    tcp_opt_len, tcp_opt_kinds, tcp_mss, tcp_wscale, ip_id, ttl, ip_flags, frag_offset, length,
-    icmp_type, icmp_code, inner_protocol, inner_src IPv4, inner_dst IPv4, inner_sport, inner_dport,
+    tcp_opt_len, tcp_opt_kinds, tcp_mss, tcp_wscale, ip_id, ttl, ip_flags (DF 2, MF 1),
+    ip_reserved (the IPv4 reserved bit), frag_offset, length UInt32 (an IPv6 jumbogram's too),
+    caplen UInt32 (bytes captured from the IP header on; 0 = not known),
+    truncated UInt8 (header fields the snaplen cut: 1 L4 header, 2 TCP options, 4 ICMP quote),
+    icmp_type, icmp_code, inner_protocol, inner_src IPv4, inner_dst IPv4, inner_src6 IPv6,
+    inner_dst6 IPv6 (the datagram an ICMP / ICMPv6 error quotes), inner_sport, inner_dport,
     service, region (ISO 3166-1 alpha-2, 'ZZ' unknown), region_name, asn UInt32, as_org,
     fp_flags UInt16, fp_verdict UInt16 (bits of streams.fingerprints.Fingerprint),
-    victim IPv4 (backscatter packets: the replying host, or for an ICMP error the destination of
-    the quoted datagram; 0.0.0.0 otherwise), geo_db_version, asn_db_version,
+    victim IPv6 like ``source`` (backscatter packets: the replying host, or for an ICMP / ICMPv6
+    error the destination of the quoted datagram; an IPv4 victim mapped to ::ffff:a.b.c.d;
+    ::ffff:0.0.0.0 otherwise), geo_db_version, asn_db_version,
     source_topic, source_partition, source_offset (the packet batch: provenance and dedup).
+
+Step 7 (PacketBatch version 2) brought a store of an earlier version to these columns without
+rewriting a row it need not: ``length`` widened, ``victim`` turned IPv6 (old values mapped,
+as CAST does), the new columns added (``caplen`` and ``truncated`` 0, not known, for old rows),
+the reserved bit moved from ``ip_flags`` to ``ip_reserved`` in the rows that had it set, and
+the IPv6 victims version 1 stored as 0.0.0.0 recovered where the row names them (replies: the
+source; an ICMPv6 error's quote was not kept, so those stay unknown).
 
 ``day``, ``source`` and ``victim`` have DEFAULT expressions for any writer; the sink sends them
 computed the same way with NumPy (:func:`sinks.native.derived_columns`; a test checks both
@@ -50,6 +62,10 @@ collapses): sensor, ts DateTime64(3,'UTC'), started, source, packets_seen,
 packets_dropped_kernel, packets_malformed Map(String, UInt64), packets_out_of_prefix,
 packets_sent, batches_sent, send_failed, monitored_addresses, prefixes Array(String), version.
 
+Step 6 adds the CSIRT's tables and views, described where they are defined: the sensor
+registry and per-group views (:mod:`sinks.registry`), ``sources_daily`` (:mod:`sinks.sources`),
+``source_minutes`` and ``scan_events`` (:mod:`sinks.scans`).
+
 ``schema_migrations(version, name, applied_at)`` records the steps applied.
 
 Every MergeTree table keeps the ids of its last inserted blocks
@@ -62,6 +78,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schemas.fingerprints import Fingerprint
+from sinks.registry import REGISTRY_STATEMENTS
+from sinks.scans import SCANS_STATEMENTS
+from sinks.sources import SOURCES_STATEMENTS
 
 __all__ = [
     "DEDUP_WINDOW",
@@ -84,6 +103,14 @@ _BACKSCATTER = int(Fingerprint.BACKSCATTER)
 # ICMP error types whose quoted datagram names the victim (as streams.enrich does).
 ICMP_ERRORS = (3, 4, 5, 11, 12)
 _ICMP_ERRORS = str(ICMP_ERRORS)
+ICMP6_ERRORS = (1, 2, 3, 4)  # ICMPv6 error types, whose quoted datagram names the victim
+# The backscatter victim as an IPv6 address (the DEFAULT of ``victim`` since step 7).
+_VICTIM = (
+    f"if(bitAnd(fp_flags, {_BACKSCATTER}) = 0, toIPv6(toIPv4(0)), "
+    f"if(ip_version = 6, if(protocol = 58 AND icmp_type IN {ICMP6_ERRORS} AND inner_protocol != 0, "
+    "inner_dst6, src6), "
+    f"toIPv6(if(protocol = 1 AND icmp_type IN {_ICMP_ERRORS} AND inner_protocol != 0, inner_dst, src))))"
+)
 
 PACKETS = f"""
 CREATE TABLE IF NOT EXISTS packets (
@@ -285,6 +312,29 @@ SETTINGS {_DEDUP}
 """
 
 
+# PacketBatch version 2 (issue 18): IPv6 victims and quotes, 32-bit lengths, truncation.
+PACKETS_V2 = [
+    "ALTER TABLE packets ADD COLUMN IF NOT EXISTS ip_reserved UInt8 AFTER ip_flags",
+    "ALTER TABLE packets ADD COLUMN IF NOT EXISTS caplen UInt32 AFTER length",
+    "ALTER TABLE packets ADD COLUMN IF NOT EXISTS truncated UInt8 AFTER caplen",
+    "ALTER TABLE packets ADD COLUMN IF NOT EXISTS inner_src6 IPv6 AFTER inner_dst",
+    "ALTER TABLE packets ADD COLUMN IF NOT EXISTS inner_dst6 IPv6 AFTER inner_src6",
+    # Each ALTER below is one mutation, a pass over the raw table: one for both types (measured
+    # 11 s per million rows on chDB, half of two passes), one for both updates.
+    f"ALTER TABLE packets MODIFY COLUMN length UInt32, MODIFY COLUMN victim IPv6 DEFAULT {_VICTIM}",
+    # Version 1 kept the reserved bit as bit 4 of ip_flags (only rows that had it set), and
+    # stored IPv6 victims as 0.0.0.0: where the row tells the victim (a reply, not an ICMPv6
+    # error, whose quote version 1 did not keep), it is the source.
+    "ALTER TABLE packets UPDATE ip_reserved = 1, ip_flags = bitAnd(ip_flags, 3) "
+    "WHERE ip_version = 4 AND bitAnd(ip_flags, 4) != 0, "
+    "UPDATE victim = src6 WHERE ip_version = 6 "
+    f"AND bitAnd(fp_flags, {_BACKSCATTER}) != 0 AND victim = toIPv6(toIPv4(0)) "
+    f"AND NOT (protocol = 58 AND icmp_type IN {ICMP6_ERRORS} AND inner_protocol != 0) "
+    "SETTINGS mutations_sync = 2",
+    "ALTER TABLE sensor_health ADD COLUMN IF NOT EXISTS packets_truncated UInt64 AFTER packets_out_of_prefix",
+]
+
+
 @dataclass(frozen=True)
 class Migration:
     """One schema step: a version number, a name, idempotent statements."""
@@ -312,6 +362,18 @@ MIGRATIONS: list[Migration] = [
         "daily rollups from the hourly rollups; raw inserts as compact parts",
         [stmt for r in _ROLLUPS for stmt in _day_from_hour_ddl(r)] + [RAW_PART_SETTINGS],
     ),
+    # The CSIRT's tables (sinks.registry, sinks.sources, sinks.scans): sensor groups, per-source
+    # activity by day, per-source minutes that scan events are cut from.
+    Migration(
+        6,
+        "sensor registry, group views, sources_daily, source_minutes, scan_events",
+        [
+            *REGISTRY_STATEMENTS,
+            *SOURCES_STATEMENTS,
+            *SCANS_STATEMENTS,
+        ],
+    ),
+    Migration(7, "IPv6 victims and quoted addresses, 32-bit lengths, truncation marks", PACKETS_V2),
 ]
 
 SCHEMA_MIGRATIONS = """

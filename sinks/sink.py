@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer
 
+from core.kafka_security import client_config
 from core.publisher import Publisher
 from core.settings import KafkaSettings, SinkSettings, TopicNames
 from sinks.clients import SinkConsumer, SinkStore
@@ -26,19 +27,21 @@ __all__ = ["Sink", "sink_consumer"]
 def sink_consumer(settings: SinkSettings, kafka: KafkaSettings) -> SinkConsumer:
     """A consumer in the sink's group: commits only what the loop commits, from the earliest offset."""
     return Consumer(
-        {
-            "bootstrap.servers": kafka.bootstrap,
-            "group.id": settings.group_id,
-            # The loop commits an intent before each insert and the offset after it, never more.
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            # A sink that dies hands its partitions over after 10 s, not librdkafka's 45 s.
-            "session.timeout.ms": 10_000,
-            "heartbeat.interval.ms": 2_000,
-            "max.partition.fetch.bytes": 16 * 2**20,
-            "fetch.max.bytes": 64 * 2**20,
-            "logger": logging.getLogger("darkscope.kafka.sink"),
-        }
+        client_config(
+            kafka.bootstrap,
+            {
+                "group.id": settings.group_id,
+                # The loop commits an intent before each insert and the offset after it, never more.
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                # A sink that dies hands its partitions over after 10 s, not librdkafka's 45 s.
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 2_000,
+                "max.partition.fetch.bytes": 16 * 2**20,
+                "fetch.max.bytes": 64 * 2**20,
+                "logger": logging.getLogger("darkscope.kafka.sink"),
+            },
+        )
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from rich.table import Table
 
+from core.errors import QueryFailed
 from sinks.store import Store
 
 __all__ = ["Answer", "render_csv", "render_json", "render_table", "run_sql"]
@@ -30,7 +31,15 @@ class Answer:
 def run_sql(dsn: str, sql: str, password: str | None = None) -> Answer:
     """Open the store (StoreLocked when a sink holds it), run ``sql``, close."""
     with Store.open(dsn, password=password) as store:
-        result = store.query(sql)
+        try:
+            result = store.query(sql)
+        except QueryFailed as exc:
+            if "schema_migrations" not in set(store.tables()):
+                raise QueryFailed(
+                    f"{exc} (the store {dsn} holds no darkscope tables yet: a sink creates them, "
+                    "`darkscope sink`, or `make demo` fills a store)"
+                ) from exc
+            raise
         return Answer(list(result.column_names), [tuple(r) for r in result.result_rows])
 
 

@@ -51,6 +51,10 @@ INSERT_SETTINGS = {
     "parallel_view_processing": 1,
     # The views already aggregate each block; merging again on insert is wasted work.
     "optimize_on_insert": 0,
+    # ``packets`` is partitioned by day, and ClickHouse refuses a block over more than 100 by
+    # default: a sparse capture (a few packets a day for months) or scattered timestamps made
+    # every insert fail, and the sink retried it for ever (found by fuzzing).
+    "max_partitions_per_insert_block": 0,
 }
 _HEALTH_COLUMNS = [
     ("sensor", "sensor_id"),
@@ -61,6 +65,7 @@ _HEALTH_COLUMNS = [
     ("packets_dropped_kernel", "packets_dropped_kernel"),
     ("packets_malformed", "packets_malformed"),
     ("packets_out_of_prefix", "packets_out_of_prefix"),
+    ("packets_truncated", "packets_truncated"),
     ("packets_sent", "packets_sent"),
     ("batches_sent", "batches_sent"),
     ("send_failed", "send_failed"),

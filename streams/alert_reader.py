@@ -10,17 +10,22 @@ from typing import Any
 
 from confluent_kafka import Consumer
 
-from core.errors import CodecError
+from core.errors import CodecError, UndecodableMessage
+from core.kafka_security import client_config
 from schemas.codec import Codec
+from schemas.names import ALERT
 
 __all__ = ["format_alert", "tail_alerts"]
 
 
 def format_alert(a: dict[str, Any]) -> str:
-    """One line: window, severity, kind, key, observed vs baseline, message."""
+    """One line: window, severity, kind (and an episode's state), key, observed vs baseline,
+    message."""
     start = a["window_start"].strftime("%Y-%m-%d %H:%M")
+    state = (a.get("evidence") or {}).get("state", "event")
+    kind = a["kind"] if state == "event" else f"{a['kind']} {state}"
     return (
-        f"{start}Z {a['severity'].upper():8} {a['kind']:20} {a['key']:18} "
+        f"{start}Z {a['severity'].upper():8} {kind:20} {a['key']:18} "
         f"observed={a['observed']:g} baseline={a['baseline']:g} score={a['score']:g}  {a['message']}"
     )
 
@@ -31,13 +36,15 @@ def tail_alerts(
     """Yield formatted alerts; undecodable messages are reported, not fatal."""
     codec = Codec()
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"darkscope-tail-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest" if from_beginning else "latest",
-            "enable.auto.commit": False,
-            "logger": logging.getLogger("darkscope.kafka.consumer"),
-        }
+        client_config(
+            bootstrap,
+            {
+                "group.id": f"darkscope-tail-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest" if from_beginning else "latest",
+                "enable.auto.commit": False,
+                "logger": logging.getLogger("darkscope.kafka.consumer"),
+            },
+        )
     )
     consumer.subscribe([topic])
     seen = 0
@@ -54,6 +61,8 @@ def tail_alerts(
                 continue
             try:
                 decoded = codec.decode(msg.value() or b"")
+                if decoded.name != ALERT:
+                    raise UndecodableMessage(f"{decoded.name} is not an Alert record")
             except CodecError as exc:
                 yield f"# undecodable message at {topic}[{msg.partition()}]@{msg.offset()}: {exc}"
                 continue

@@ -15,6 +15,15 @@ replay) is compared with its own first windows, not with a day of zeros. Baselin
 the median and the median absolute deviation (MAD) of that series. The "new in the top N" rule
 compares with the top-N sets of the windows in the same span. A repeat of the same alert kind
 for the same key is held back for ``cooldown_windows`` windows.
+
+Backscatter is tracked per episode (:mod:`streams.episodes`), not per minute: a victim's run of minute windows
+is one alert (one ``alert_id``) that is opened when the run meets Moore et al.'s rule (>= 25
+packets, over more than 60 s, >= 30 packets a minute), updated when its severity rises, and
+closed when a minute passes without it; ``evidence["state"]`` says which (one-shot alerts, the
+surges and new top ports, carry ``event``). Severity is graded by magnitude: an episode's attack
+rate extrapolated to the whole IPv4 space from the monitored address count (Moore et al.,
+"Inferring Internet Denial-of-Service Activity": rate * 2^32 / monitored addresses, assuming
+uniformly spoofed sources), a surge's ratio to its baseline and its volume.
 """
 
 from __future__ import annotations
@@ -27,9 +36,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from streams.episodes import SEVERITIES, BackscatterEpisodes, iso_minute
 from streams.windows import ClosedWindow
 
-__all__ = ["AlertDetector", "AlertThresholds"]
+__all__ = ["SEVERITIES", "AlertDetector", "AlertThresholds", "record_key"]
 
 
 @dataclass(frozen=True)
@@ -45,16 +55,28 @@ class AlertThresholds:
     min_sources: int = 20
     top_n: int = 10  # "a port entering the top N"
     cooldown_windows: int = 6
-    backscatter_ppm: int = 30  # corsaro: >= 30 packets per minute per victim ...
+    # The merge shows the detector a victim's minute only with at least this many packets
+    # (streams/merge.py reads it): 1, so an episode split over two minutes is seen whole.
+    backscatter_ppm: int = 1
+    backscatter_rate_ppm: float = 30.0  # Moore/corsaro: >= 30 packets per minute per victim ...
     backscatter_min_packets: int = 25  # ... >= 25 packets ...
     backscatter_min_seconds: int = 60  # ... over >= 60 s
+    monitored_addresses: int = 256  # darknet addresses the rates are extrapolated from
+    backscatter_warning_pps: float = 40e6  # attack rate (extrapolated) of a warning ...
+    backscatter_critical_pps: float = 60e6  # ... and of a critical episode
+    surge_critical_ratio: float = 20.0  # a critical surge: >= 20x its baseline ...
+    surge_critical_volume: float = 10.0  # ... and >= 10x the packets (sources) floor
 
 
 SURGE_KINDS = {"port": "surge", "region": "surge", "fp_region": "mirai_burst"}
 
 
-def _iso(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%MZ")
+def record_key(alert: dict[str, Any]) -> str:
+    """What identifies one alert record: its alert id, state and revision. An episode's open,
+    updates and close share the alert id and differ here; the same record raised or read
+    twice has the same key (the webhook's idempotency key)."""
+    evidence = alert.get("evidence") or {}
+    return f"{alert['alert_id']}#{evidence.get('state', 'event')}#{evidence.get('revision', '0')}"
 
 
 class _Seen(NamedTuple):
@@ -80,23 +102,29 @@ class AlertDetector:
         self.t = thresholds or AlertThresholds()
         self._tracks: dict[tuple[str, str], _Track] = {}
         self._cooldown_until: dict[tuple[str, str], int] = {}
-        self._victim_run: dict[str, tuple[int, int, int]] = {}  # victim -> (start, end, packets)
+        self._episodes = BackscatterEpisodes(self.t)
 
     def observe(self, w: ClosedWindow) -> list[dict[str, Any]]:
         """Alerts raised by this window (Alert records), then fold it into the history."""
         alerts: list[dict[str, Any]] = []
         if w.kind == "victim" and w.size == "1m":
-            alerts += self._backscatter(w)
+            alerts += self._episodes.observe(w)
         if w.size == self.t.window and w.kind in SURGE_KINDS:
             past = self._span(w)
             # The top-N of every port window is computed once, when it closes.
             top = self._top(w) if w.kind == "port" else []
             if sum(p is not None for p in past) >= self.t.min_history:
-                alerts += self._surges(w, past)
+                raised = self._surges(w, past)
                 if w.kind == "port":
-                    alerts += self._new_top(w, past, top)
+                    raised += self._new_top(w, past, top)
+                alerts += [a for a in raised if self._cooled(a, w)]
             self._keep(w, top)
-        return [a for a in alerts if self._cooled(a, w)]
+        return alerts
+
+    def close_before(self, until: int) -> list[dict[str, Any]]:
+        """Close the backscatter episodes whose last minute ended before ``until`` (epoch
+        seconds): for the end of a stream, or a watermark, when no later victim minute will come."""
+        return self._episodes.close_before(until)
 
     def _span(self, w: ClosedWindow) -> list[_Seen | None]:
         """The known slots of the baseline span of ``w``, oldest first (None: a silent window)."""
@@ -123,6 +151,7 @@ class AlertDetector:
         track.since = max(track.since, horizon)
 
     def _cooled(self, alert: dict[str, Any], w: ClosedWindow) -> bool:
+        """One-shot alerts only: a repeat of the kind and key within the cooldown is dropped."""
         key = (alert["kind"], alert["key"])
         if w.start < self._cooldown_until.get(key, -(2**62)):
             return False
@@ -150,8 +179,10 @@ class AlertDetector:
             # with the Poisson standard deviation of the baseline.
             spread = max(1.4826 * mad, math.sqrt(max(med, 1.0)))
             score = (observed - med) / spread
-            if score >= self.t.z_score and observed >= self.t.min_ratio * max(med, 1.0):
+            ratio = observed / max(med, 1.0)
+            if score >= self.t.z_score and ratio >= self.t.min_ratio:
                 name = f"{kind}_{metric}" if kind == "surge" else kind
+                volume = observed / floor
                 out.append(
                     self._alert(
                         name,
@@ -160,17 +191,28 @@ class AlertDetector:
                         float(observed),
                         med,
                         score,
-                        f"{key} {metric} {observed} in the {w.size} window from {_iso(w.start)}, "
-                        f"{observed / max(med, 1.0):.1f}x the trailing median {med:g}",
+                        f"{key} {metric} {observed} in the {w.size} window from {iso_minute(w.start)}, "
+                        f"{ratio:.1f}x the trailing median {med:g}",
                         {
                             "metric": metric,
                             "mad": f"{mad:g}",
                             "history": str(history),  # windows that closed in the span
                             "slots": str(len(series)),  # with the silent ones, as zeros
+                            "ratio": f"{ratio:.1f}",
+                            "volume": f"{volume:.1f}",  # observed / the packets (sources) floor
                         },
+                        self._surge_grade(ratio, volume),
                     )
                 )
         return out
+
+    def _surge_grade(self, ratio: float, volume: float) -> str:
+        """Critical when both far above the baseline and large; info when barely past the
+        rule on both counts; warning between."""
+        t = self.t
+        if ratio >= t.surge_critical_ratio and volume >= t.surge_critical_volume:
+            return "critical"
+        return "info" if ratio < 2 * t.min_ratio and volume < 2 else "warning"
 
     def _top(self, w: ClosedWindow) -> list[str]:
         """The top-N values by packets (ties by name)."""
@@ -201,46 +243,12 @@ class AlertDetector:
                     base,
                     float(rank),
                     f"{key} entered the top {self.t.top_n} ports at rank {rank} in the window from "
-                    f"{_iso(w.start)} ({packets} packets)",
+                    f"{iso_minute(w.start)} ({packets} packets)",
                     {"rank": str(rank)},
+                    # A port new in the top N is news, not an incident, unless it is a surge too.
+                    "info",
                 )
             )
-        return out
-
-    def _backscatter(self, w: ClosedWindow) -> list[dict[str, Any]]:
-        out = []
-        for victim, (packets, targets) in w.counts.items():
-            if packets < self.t.backscatter_ppm:
-                self._victim_run.pop(victim, None)
-                continue
-            start, end, total = self._victim_run.get(victim, (w.start, w.start, 0))
-            if end != w.start:  # not contiguous with the last qualifying minute: a new run
-                start, total = w.start, 0
-            end, total = w.end, total + packets
-            self._victim_run[victim] = (start, end, total)
-            # One minute window cannot show 60 s of activity: the run must span more than that.
-            if end - start > self.t.backscatter_min_seconds and total >= self.t.backscatter_min_packets:
-                out.append(
-                    self._alert(
-                        "backscatter_episode",
-                        w,
-                        victim,
-                        float(total),
-                        float(self.t.backscatter_ppm),
-                        total / ((end - start) / 60),
-                        f"{victim} answered {targets} darknet addresses with {packets} packets in the "
-                        f"minute from {_iso(w.start)}: a victim of a spoofed-source DoS since {_iso(start)}",
-                        {
-                            "episode_start": _iso(start),
-                            "targets": str(targets),
-                            "packets_per_minute": f"{packets}",
-                        },
-                        dimension="victim",
-                    )
-                )
-        # Victims that did not appear in this minute end their run.
-        for victim in [v for v, (_, end, _) in self._victim_run.items() if end < w.start]:
-            del self._victim_run[victim]
         return out
 
     def _alert(
@@ -253,14 +261,13 @@ class AlertDetector:
         score: float,
         message: str,
         evidence: dict[str, str],
-        dimension: str | None = None,
+        severity: str,
     ) -> dict[str, Any]:
-        severity = "critical" if score >= 3 * self.t.z_score else "warning"
         return {
-            "alert_id": f"{kind}/{w.kind}/{key}/{w.size}/{_iso(w.start)}",
+            "alert_id": f"{kind}/{w.kind}/{key}/{w.size}/{iso_minute(w.start)}",
             "kind": kind,
             "severity": severity,
-            "dimension": dimension or w.kind,
+            "dimension": w.kind,
             "key": key,
             "window_start": datetime.fromtimestamp(w.start, tz=UTC),
             "window_end": datetime.fromtimestamp(w.end, tz=UTC),
@@ -269,5 +276,5 @@ class AlertDetector:
             "score": round(score, 3),
             "message": message,
             "sensor_id": None,
-            "evidence": evidence,
+            "evidence": {"state": "event", **evidence},
         }

@@ -43,8 +43,8 @@ from streams.merge import WindowMerger
 from streams.progress import PacketsProgress
 from streams.shard import ShardCounter, ShardResult, shard_replay_key
 from streams.state import WorkerState, detector_of
-from streams.takeover import decode_replay_point, replay_key, replay_messages
-from streams.watch import Held, held_too_long, stalled_recovery
+from streams.takeover import decode_replay_point, read_partition_async, replay_key, replay_messages
+from streams.watch import Held, Missed, held_too_long, stalled_recovery
 from streams.windowstore import window_key
 
 __all__ = ["create_app", "window_key"]
@@ -53,6 +53,7 @@ IDLE_REFRESH_S = 30.0  # an idle packets partition is reported again this often
 CLOSE_EVERY_S = 1.0  # a counts partition closes windows at most this often (and when idle)
 PACE_WAIT_S = 1.0  # the longest the enrich agent waits for counting after each batch
 HAND_OVER_TIMEOUT_S = 30.0  # a stopping worker waits this long to hand a batch over
+BLIND_AFTER_S = 5.0  # the idle check not done for this long: the broker was out of sight
 WATCH_EVERY_S = 5.0  # how often the worker looks for a stalled recovery or a held commit
 
 logger = logging.getLogger(__name__)
@@ -98,13 +99,49 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
             )
         )
 
-    async def decoded(decode: Callable[[Codec, bytes], T], event: Any) -> T | None:
-        """An event's value decoded, or None when it is dead-lettered instead."""
+    async def decoded(decode: Callable[[Codec, bytes], T], msg: Any) -> T | None:
+        """A message's value decoded, or None when it is dead-lettered instead."""
         try:
-            return decode(state.codec, event.value)
+            return decode(state.codec, msg.value)
         except CodecError as exc:
-            await send_dead(exc.reason, exc, event.message)
+            await send_dead(exc.reason, exc, msg)
             return None
+
+    async def missed_before(msg: Any, start_if_new: int | None = None) -> list[Missed]:
+        """The messages of ``msg``'s partition between the last one this agent processed (or
+        ``start_if_new``) and ``msg`` that Faust never delivered, read from the broker directly
+        (:class:`streams.watch.Gaps`)."""
+        gap = state.gaps.missing(msg.topic, msg.partition, msg.offset, start_if_new)
+        if not gap:
+            return []
+        values = await read_partition_async(kafka.bootstrap, msg.topic, msg.partition, gap.start, gap.stop)
+        logger.warning(
+            "%s[%d]: offsets %d to %d reached no stream here: read from the broker (%d messages)",
+            msg.topic,
+            msg.partition,
+            gap.start,
+            gap.stop - 1,
+            len(values),
+        )
+        return [Missed(msg.topic, msg.partition, offset, value, msg.tp) for offset, value in values]
+
+    def processed(msg: Any) -> None:
+        """``msg`` is done: the next offset expected, and a message read past Faust acked in its
+        stead (so that its offset can be committed)."""
+        state.gaps.done(msg.topic, msg.partition, msg.offset)
+        if isinstance(msg, Missed):
+            mark = getattr(app.consumer, "processed", None)
+            if mark is not None:
+                mark(msg.tp, msg.offset)
+
+    def committed_start(tp: Any) -> int | None:
+        """Where the consumer started reading ``tp`` at its assignment (the committed offset, or
+        the partition's first offset when none is committed)."""
+        consumer = app.consumer
+        start: int | None = getattr(consumer, "_committed_offset", {}).get(tp)
+        if start is None:
+            start = getattr(consumer, "_log_start", {}).get(tp)
+        return start
 
     async def hand_over(sends: list[Any]) -> None:
         """Hand a batch's messages to the Kafka client together. Shielded, and finished even
@@ -132,44 +169,54 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
             except TimeoutError:
                 return
 
+    async def enrich_one(msg: Any) -> None:
+        """Enrich one packet batch and hand its messages over."""
+        try:
+            batch = state.codec.decode_packets(msg.value)
+        except CodecError as exc:
+            progress.batch(msg.partition, msg.offset, None)
+            await send_dead(exc.reason, exc, msg)
+            return
+        enricher = state.get_enricher()
+        wm = progress.batch(msg.partition, msg.offset, int(batch["ts"].max()) if len(batch) else None)
+        try:
+            e = enricher.enrich(batch, msg.topic, msg.partition, msg.offset)
+            frame = enricher.encode(e)
+            frames = [encode_frame(state.codec, f, msg.topic) for f in enricher.frames(e, parts, wm)]
+        except DarkscopeError as exc:
+            await send_dead(exc.reason, exc, msg)
+            return
+        # Every message handed to the Kafka client before the event is acked (the next
+        # event acks it): the flush before an offset commit then covers them all. Through
+        # Faust's buffer instead (send_soon), a message taken out of the buffer but not yet
+        # in the client escaped the flush: a batch never enriched after a SIGKILL.
+        sends = [enriched_topic.send(value=frame)]
+        sends += [counts_topic.send(value=value, partition=shard) for shard, value in enumerate(frames)]
+        await hand_over(sends)
+        state.backlog.was_enriched(msg.partition, msg.offset)
+        state.packets += len(batch)
+        state.batches += 1
+        now = time.monotonic()
+        if now - state.last_log > 10:
+            logger.info(
+                "enriched %d packets in %d batches (%d dead letters)",
+                state.packets,
+                state.batches,
+                state.dead,
+            )
+            state.last_log = now
+
     @app.agent(packets_topic, name="enrich")
     async def enrich(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
-            try:
-                batch = state.codec.decode_packets(event.value)
-            except CodecError as exc:
-                progress.batch(msg.partition, msg.offset, None)
-                await send_dead(exc.reason, exc, msg)
-                continue
-            enricher = state.get_enricher()
-            wm = progress.batch(msg.partition, msg.offset, int(batch["ts"].max()) if len(batch) else None)
-            try:
-                e = enricher.enrich(batch, msg.topic, msg.partition, msg.offset)
-                frame = enricher.encode(e)
-                frames = [encode_frame(state.codec, f, msg.topic) for f in enricher.frames(e, parts, wm)]
-            except DarkscopeError as exc:
-                await send_dead(exc.reason, exc, msg)
-                continue
-            # Every message handed to the Kafka client before the event is acked (the next
-            # event acks it): the flush before an offset commit then covers them all. Through
-            # Faust's buffer instead (send_soon), a message taken out of the buffer but not yet
-            # in the client escaped the flush: a batch never enriched after a SIGKILL.
-            sends = [enriched_topic.send(value=frame)]
-            sends += [counts_topic.send(value=value, partition=shard) for shard, value in enumerate(frames)]
-            await hand_over(sends)
-            state.backlog.was_enriched(msg.partition, msg.offset)
-            state.packets += len(batch)
-            state.batches += 1
-            now = time.monotonic()
-            if now - state.last_log > 10:
-                logger.info(
-                    "enriched %d packets in %d batches (%d dead letters)",
-                    state.packets,
-                    state.batches,
-                    state.dead,
-                )
-                state.last_log = now
+            if state.gaps.repeat(msg.topic, msg.partition, msg.offset):
+                continue  # handed over by this worker before a rebalance: delivered again
+            for missed in await missed_before(msg, committed_start(msg.tp)):
+                await enrich_one(missed)
+                processed(missed)
+            await enrich_one(msg)
+            processed(msg)
             # Paced after the batch is handed over, never before it is processed: Faust acks
             # the event in hand when the agent stops (its stream's ``finally``), so a stop
             # that came while this event waited would commit a batch never enriched (seen:
@@ -200,63 +247,74 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
         )
         return shard
 
+    async def count_one(msg: Any) -> None:
+        """Count one partial (or idle marker) into its counts partition's windows."""
+        frame = await decoded(decode_frame, msg)
+        if frame is None:
+            return
+        if frame.shards != parts or frame.shard != msg.partition:
+            await send_dead(
+                SchemaMismatch.reason,
+                SchemaMismatch(
+                    f"partials for counts partition {frame.shard} of {frame.shards}, "
+                    f"read from {msg.partition} of {parts}"
+                ),
+                msg,
+            )
+            return
+        shard = await shard_of(msg.partition, msg)
+        result = shard.count(frame, msg.offset)
+        if frame.source_offset >= 0:
+            state.backlog.was_counted(msg.partition, frame.source_partition, frame.source_offset)
+            state.counted.set()
+        if result.repeat:
+            logger.info(
+                "counts partition %d: skipped the partial of packet batch [%d]@%d again (counted before)",
+                msg.partition,
+                frame.source_partition,
+                frame.source_offset,
+            )
+        if result.late:
+            logger.warning(
+                "counts partition %d: %d packets from %s[%d]@%d arrived after their window was "
+                "forgotten (watermark state %s)",
+                msg.partition,
+                result.late,
+                msg.topic,
+                msg.partition,
+                msg.offset,
+                shard.tracker.state(),
+            )
+        if result.replay_point is not None:
+            table[shard_replay_key(msg.partition)] = result.replay_point
+        state.partials += 1
+        now = time.monotonic()
+        if now - state.last_count_log > 10:
+            # How far counting stands behind: the age of the partial in hand.
+            logger.info(
+                "counted %d partials (%d packets on counts partitions %s), merged %d window messages; "
+                "the last partial was sent %.1f s ago",
+                state.partials,
+                sum(c.packets for c in state.shards.values()),
+                sorted(state.shards),
+                state.window_messages,
+                time.time() - msg.timestamp,
+            )
+            state.last_count_log = now
+        send_windows(msg.partition, result)
+
     @app.agent(counts_topic, name="count")
     async def count(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
-            frame = await decoded(decode_frame, event)
-            if frame is None:
-                continue
-            if frame.shards != parts or frame.shard != msg.partition:
-                await send_dead(
-                    SchemaMismatch.reason,
-                    SchemaMismatch(
-                        f"partials for counts partition {frame.shard} of {frame.shards}, "
-                        f"read from {msg.partition} of {parts}"
-                    ),
-                    msg,
-                )
-                continue
-            shard = await shard_of(msg.partition, msg)
-            result = shard.count(frame, msg.offset)
-            if frame.source_offset >= 0:
-                state.backlog.was_counted(msg.partition, frame.source_partition, frame.source_offset)
-                state.counted.set()
-            if result.repeat:
-                logger.info(
-                    "counts partition %d: skipped the partial of packet batch [%d]@%d again (counted before)",
-                    msg.partition,
-                    frame.source_partition,
-                    frame.source_offset,
-                )
-            if result.late:
-                logger.warning(
-                    "counts partition %d: %d packets from %s[%d]@%d arrived after their window was "
-                    "forgotten (watermark state %s)",
-                    msg.partition,
-                    result.late,
-                    msg.topic,
-                    msg.partition,
-                    msg.offset,
-                    shard.tracker.state(),
-                )
-            if result.replay_point is not None:
-                table[shard_replay_key(msg.partition)] = result.replay_point
-            state.partials += 1
-            now = time.monotonic()
-            if now - state.last_count_log > 10:
-                # How far counting stands behind: the age of the partial in hand.
-                logger.info(
-                    "counted %d partials (%d packets on counts partitions %s), merged %d window messages; "
-                    "the last partial was sent %.1f s ago",
-                    state.partials,
-                    sum(c.packets for c in state.shards.values()),
-                    sorted(state.shards),
-                    state.window_messages,
-                    time.time() - msg.timestamp,
-                )
-                state.last_count_log = now
-            send_windows(msg.partition, result)
+            # A counts partition new here is rebuilt from its replay point up to its first
+            # message (shard_of): only later gaps are read past Faust.
+            if msg.partition in state.shards:
+                for missed in await missed_before(msg):
+                    await count_one(missed)
+                    processed(missed)
+            await count_one(msg)
+            processed(msg)
 
     def send_windows(partition: int, result: ShardResult) -> None:
         """A counts partition's closed windows to the merge stage, in the order they closed
@@ -315,34 +373,46 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
         )
         return merger
 
+    async def merge_one(msg: Any) -> None:
+        """Add one counts partition's closed windows to its kind's merger; send the alerts."""
+        wc = await decoded(decode_window_counts, msg)
+        if wc is None:
+            return
+        if wc.shards != parts:
+            await send_dead(
+                SchemaMismatch.reason,
+                SchemaMismatch(f"windows of {wc.shards} counts partitions, not {parts}"),
+                msg,
+            )
+            return
+        merger = await merger_of(wc.rows.kind, msg)
+        result = merger.add(wc, msg.offset)
+        state.window_messages += 1
+        if result.too_late:
+            logger.info(
+                "%s: %d windows published and forgotten came again from counts partition %d "
+                "(after a takeover: unchanged)",
+                wc.rows.kind,
+                result.too_late,
+                wc.shard,
+            )
+        for alert in result.alerts:
+            logger.info("alert %s %s: %s", alert["kind"], alert["key"], alert["message"])
+            alerts_topic.send_soon(key=alert["key"].encode(), value=state.codec.encode(ALERT, alert))
+
     @app.agent(windows_topic, name="merge")
     async def merge(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
-            wc = await decoded(decode_window_counts, event)
-            if wc is None:
-                continue
-            if wc.shards != parts:
-                await send_dead(
-                    SchemaMismatch.reason,
-                    SchemaMismatch(f"windows of {wc.shards} counts partitions, not {parts}"),
-                    msg,
-                )
-                continue
-            merger = await merger_of(wc.rows.kind, msg)
-            result = merger.add(wc, msg.offset)
-            state.window_messages += 1
-            if result.too_late:
-                logger.info(
-                    "%s: %d windows published and forgotten came again from counts partition %d "
-                    "(after a takeover: unchanged)",
-                    wc.rows.kind,
-                    result.too_late,
-                    wc.shard,
-                )
-            for alert in result.alerts:
-                logger.info("alert %s %s: %s", alert["kind"], alert["key"], alert["message"])
-                alerts_topic.send_soon(key=alert["key"].encode(), value=state.codec.encode(ALERT, alert))
+            # A windows partition carries several kinds; a kind new here is rebuilt from its
+            # replay point (merger_of), so gaps are read past Faust only once this worker
+            # merges from the partition.
+            if any(m.point.partition == msg.partition for m in state.mergers.values()):
+                for missed in await missed_before(msg):
+                    await merge_one(missed)
+                    processed(missed)
+            await merge_one(msg)
+            processed(msg)
 
     async def on_assigned(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
         # A partition that is not ours any more is re-read by its new owner, and by this
@@ -357,6 +427,7 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
             del state.mergers[kind]
             logger.info("the %s windows moved to another worker", kind)
         progress.reassigned()
+        state.gaps.keep({(tp.topic, tp.partition) for tp in assigned})
         packets = {tp.partition for tp in assigned if tp.topic == topics.packets}
         state.backlog.forget(packets, counts)
 
@@ -366,8 +437,17 @@ def create_app(settings: WorkerSettings, kafka: KafkaSettings, topics: TopicName
     async def idle_markers() -> None:
         tps = [tp for tp in app.consumer.assignment() if tp.topic == topics.packets]
         if not tps:
+            progress.looked(BLIND_AFTER_S)  # nothing to watch is not being blind
             return
         ends = await app.consumer.highwaters(*tps)
+        if not progress.looked(BLIND_AFTER_S):
+            logger.warning(
+                "the broker was out of sight for over %.0f s: no packets partition is reported "
+                "idle before %.0f s of silence from now",
+                BLIND_AFTER_S,
+                settings.idle_after,
+            )
+            return
         # Faust's committed offsets (the next offset to read, per partition), kept by its
         # consumer from the broker at assignment and from its own commits.
         committed = getattr(app.consumer, "_committed_offset", {})

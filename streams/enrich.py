@@ -21,7 +21,7 @@ from schemas.names import ENRICHED_BATCH
 from schemas.partials import Partial, PartialFrame
 from schemas.registry import default_schemas
 from streams.combiner import aggregate
-from streams.fingerprints import FINGERPRINTS, SourceVerdicts, packet_flags, source_keys
+from streams.fingerprints import FINGERPRINTS, SourceVerdicts, flags_of, packet_rules, source_keys
 from streams.geo import GeoResolver
 from streams.services import ServiceRegistry
 from streams.sketch import ipv6_keys
@@ -29,6 +29,7 @@ from streams.sketch import ipv6_keys
 __all__ = ["Enricher", "port_values"]
 
 ICMP_ERRORS = np.array([3, 4, 5, 11, 12], dtype=np.uint8)
+ICMP6_ERRORS = np.array([1, 2, 3, 4], dtype=np.uint8)  # whose quote names the victim
 _PORT_PROTOS = {6: "tcp", 17: "udp", 132: "sctp"}
 _FP_NAMES = [(bit, bit.name.lower()) for bit in FINGERPRINTS if bit.name]
 
@@ -62,26 +63,28 @@ def _port_label(code: int) -> str:
 
 
 def _victims(b: PacketBatch, rows: npt.NDArray[np.intp]) -> tuple[npt.NDArray[np.int64], list[str]]:
-    """Backscatter victim of each row: the replying source, or for an ICMP error the
-    destination of the quoted datagram (the host the spoofed packet was sent to)."""
-    quoted = (
-        (b["protocol"][rows] == 1)
-        & np.isin(b["icmp_type"][rows], ICMP_ERRORS)
-        & (b["inner_protocol"][rows] != 0)
-    )
-    v4 = np.where(quoted, b["inner_dst"][rows], b["src"][rows]).astype(np.uint64)
+    """Backscatter victim of each row: the replying source, or for an ICMP / ICMPv6 error the
+    destination of the quoted datagram (the host the spoofed packet was sent to); IPv4 or
+    IPv6, labelled in its text form."""
+    proto, icmp_type = b["protocol"][rows], b["icmp_type"][rows]
+    quoted = b["inner_protocol"][rows] != 0
     is6 = b["ip_version"][rows] == 6
+    quoted4 = quoted & ~is6 & (proto == 1) & np.isin(icmp_type, ICMP_ERRORS)
+    v4 = np.where(quoted4, b["inner_dst"][rows], b["src"][rows]).astype(np.uint64)
     keys = v4.copy()
+    six: dict[int, bytes] = {}
     if is6.any():
-        keys[is6] = source_keys(b.take(rows[is6]))
+        r6 = rows[is6]
+        quoted6 = quoted[is6] & (proto[is6] == 58) & np.isin(icmp_type[is6], ICMP6_ERRORS)
+        addr6 = np.where(quoted6, b["inner_dst6"][r6], b["src6"][r6])
+        keys[is6] = ipv6_keys(addr6)
+        distinct, first = np.unique(keys[is6], return_index=True)
+        six = {k: bytes(addr6[i].tobytes()) for k, i in zip(distinct.tolist(), first.tolist(), strict=True)}
     uniq, inverse = np.unique(keys, return_inverse=True)
-    labels = []
-    six = {
-        int(k): bytes(b["src6"][r].tobytes())
-        for k, r in zip(keys[is6].tolist(), rows[is6].tolist(), strict=True)
-    }
-    for k in uniq.tolist():
-        labels.append(str(ipaddress.IPv6Address(six[k])) if k in six else str(ipaddress.IPv4Address(k)))
+    labels = [
+        str(ipaddress.IPv6Address(six[k])) if k in six else str(ipaddress.IPv4Address(k))
+        for k in uniq.tolist()
+    ]
     return inverse.astype(np.int64), labels
 
 
@@ -109,9 +112,10 @@ class Enricher:
         self, batch: PacketBatch, source_topic: str = "", source_partition: int = 0, source_offset: int = 0
     ) -> Enriched:
         """Region, AS, service and fingerprint columns for every packet of the batch."""
-        flags = packet_flags(batch)
+        hits = packet_rules(batch)
+        flags = flags_of(hits)
         sources = np.unique(source_keys(batch), return_inverse=True)
-        verdict = self.verdicts.update(batch, flags, sources)
+        verdict = self.verdicts.update(batch, hits, sources)
         names, idx = self.services.lookup(batch["protocol"], batch["dport"])
         return Enriched(
             batch,

@@ -19,15 +19,18 @@ through, which lost a packet batch to a rebalance followed by a SIGTERM.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from core.kafka_security import ssl_context
 from core.settings import KafkaSettings, WorkerSettings
+from streams.watch import Held
 
-__all__ = ["FETCH_MAX_WAIT_MS", "App", "faust_app"]
+__all__ = ["FETCH_MAX_WAIT_MS", "App", "broker_credentials", "faust_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +55,15 @@ class _Consumer(faust_aiokafka.Consumer):
     batch was never enriched (seen in bench/rebalance_soak.py: "enriched 74 of 75 batches,
     missing (2, 10)" after a worker joined and the first one stopped). Here the run must start
     at the committed offset (or at the partition's first offset when none is committed, or
-    when retention deleted the committed one); otherwise the commit waits, and a rebalance
-    reads the partition again from the committed offset.
+    when retention deleted the committed one); otherwise the commit waits (:attr:`held`) until
+    the worker seeks back to it (:mod:`streams.watch`) or a rebalance reads the partition again
+    from the committed offset.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._log_start: dict[TP, int] = {}
-        self._held: set[tuple[TP, int]] = set()
+        self.held: dict[TP, Held] = {}
 
     def _new_consumer_thread(self) -> Any:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -77,6 +81,15 @@ class _Consumer(faust_aiokafka.Consumer):
             if committed is not None and committed < start:  # retention deleted what followed it
                 self._committed_offset[tp] = start
 
+    def processed(self, tp: TP, offset: int) -> None:
+        """Count ``offset`` as acked: an agent read and processed it past Faust, which never
+        delivered it (:class:`streams.watch.Gaps`)."""
+        committed = self._committed_offset[tp]
+        index = self._acked_index[tp]
+        if (committed is None or offset >= committed) and offset not in index:
+            index.add(offset)
+            self._acked[tp].append(offset)
+
     def _new_offset(self, tp: TP) -> int | None:
         acked = self._acked[tp]
         if acked:
@@ -84,11 +97,12 @@ class _Consumer(faust_aiokafka.Consumer):
             head = committed if committed is not None else self._log_start.get(tp)
             first = min(acked)
             if head is not None and first > head:
-                if (tp, head) not in self._held:
-                    self._held.add((tp, head))
+                held = self.held.get(tp)
+                if held is None or held.offset != head:
+                    self.held[tp] = Held(head, time.monotonic())
                     logger.warning(
                         "%s[%d]: commit held at offset %d: offset %d and later were processed, "
-                        "%d was not (read again after the next rebalance)",
+                        "%d was not (it is read again)",
                         tp.topic,
                         tp.partition,
                         head,
@@ -96,6 +110,7 @@ class _Consumer(faust_aiokafka.Consumer):
                         head,
                     )
                 return None
+        self.held.pop(tp, None)
         offset: int | None = super()._new_offset(tp)
         return offset
 
@@ -111,12 +126,27 @@ class App(faust.App):
         return _Transport(self.conf.broker_consumer, self)
 
 
+def broker_credentials(kafka: KafkaSettings) -> faust.auth.Credentials | None:
+    """Faust's (aiokafka's) side of ``DARKSCOPE_SECURITY_PROTOCOL``: TLS, SASL or both."""
+    context = ssl_context(kafka)
+    if kafka.security_protocol.startswith("SASL_"):
+        password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
+        return faust.auth.SASLCredentials(
+            username=kafka.sasl_username,
+            password=password,
+            ssl_context=context,
+            mechanism=kafka.sasl_mechanism,
+        )
+    return None if context is None else faust.auth.SSLCredentials(context)
+
+
 def faust_app(settings: WorkerSettings, kafka: KafkaSettings) -> faust.App:
     """The Faust app and the settings that mattered (measured; see the comments)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return App(
         settings.app_id,
         broker=f"kafka://{kafka.bootstrap}",
+        broker_credentials=broker_credentials(kafka),
         value_serializer="raw",
         key_serializer="raw",
         store="memory://",
@@ -142,7 +172,14 @@ def faust_app(settings: WorkerSettings, kafka: KafkaSettings) -> faust.App:
         # became its own produce request.
         producer_linger=0.01,
         producer_max_batch_size=2**20,
-        broker_commit_every=200,
+        # Offsets are committed by Faust's timer (broker_commit_interval, 2.8 s), never from
+        # inside its fetch loop: a commit made there (every N acks) holds a fetched message
+        # while it waits for the consumer thread, which a rebalance keeps busy; the message,
+        # delivered after the rebalance's seek, moved the read offset past the re-fetched
+        # messages before it, which Faust then dropped (seen: commits held at offset X while
+        # X+1 and later were processed, on every counts partition after a takeover; a window
+        # message lost with them made a day 131 packets short).
+        broker_commit_every=2**62,
         # Faust drops already-fetched messages when a stream buffer fills (faust-streaming
         # issue #88); partial counts are small and many, so give the buffers room.
         stream_buffer_maxsize=65536,

@@ -1,19 +1,25 @@
-"""Scanner and backscatter fingerprints: one predicate per tool, on whole batches (NumPy).
+"""Scanner and backscatter fingerprints: one rule per tool's template, on whole batches (NumPy).
 
-Each predicate is a function of header fields only, written from the tool's own source code
-(file and line cited at each one), and returns a boolean mask over the batch's packets: True
-where the packet matches. A packet may match several predicates; ``packet_flags`` ORs them
-into a bit mask whose bits are :class:`Fingerprint`.
-
-Predicates of 16 bits (Masscan's IP id formula, old ZMap's fixed IP id) match unrelated
-packets once in 65,536, so a source is *confirmed* as that scanner only when several of its
-packets match (:class:`SourceVerdicts`); the per-packet flag and the per-source verdict are
-separate columns of the enriched batch.
+Each rule is a function of header fields only, written from the tool's own source code (file
+and line cited at each one), and returns a boolean mask over the batch's packets. A rule is a
+*shape* (the fields the tool's template fixes) and, for some tools, a *key*: a field the tool
+computes per packet that other traffic matches by chance once in 2^key_bits (Mirai's 32-bit
+sequence, old ZMap's IP id, Masscan's 16-bit cookie). A rule states its evidence in bits:
+how rarely a packet of other traffic matches it (key bits plus the shape's measured rarity,
+``bench/fingerprint_rates.py`` measures it on the negative controls). That fixes how many
+matching packets confirm a source (:class:`SourceVerdicts`): a rule of at least
+``CONFIRM_AT_ONCE_BITS`` confirms on its first match, which a single-address sensor (one
+probe per scan) needs; a weaker one needs ``SEVERAL`` matches making up at least half of
+the source's packets. IP id 54321 alone (16 bits; an Nmap probe of the shared SYN scan carries
+it by chance) is no rule at all. The per-packet flags (``fp_flags``) and the
+per-source verdict (``fp_verdict``) are separate columns of the enriched batch.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,22 +30,34 @@ from schemas.fingerprints import Fingerprint
 from streams.sketch import ipv6_keys, mix64
 
 __all__ = [
+    "CONFIRM_AT_ONCE_BITS",
     "FINGERPRINTS",
+    "RULES",
+    "SEVERAL",
+    "Rule",
     "SourceVerdicts",
     "backscatter",
+    "flags_of",
     "icmp_echo_scan",
     "masscan",
     "mirai",
     "nmap_syn",
+    "not_applicable",
     "packet_flags",
+    "packet_rules",
     "zmap",
 ]
 
 Mask = npt.NDArray[np.bool_]
+Predicate = Callable[[PacketBatch], Mask]
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
 DF = 0x2
+
+CONFIRM_AT_ONCE_BITS = 20.0  # one chance match in ~1M packets: a first match confirms
+SEVERAL = 3  # matches that confirm under a weaker rule (with at least MIN_RATIO of the packets)
+MIN_RATIO = 0.5
 
 # ZMap >= 4.1 SYN options, bytes 020405b4 01030308 01010402: MSS 1460, NOP, WS 8, NOP, NOP,
 # SACK permitted; as option kinds packed from the most significant byte (see packet_batch.avsc).
@@ -50,67 +68,98 @@ def _mask(x: Any) -> Mask:
     return np.asarray(x, dtype=np.bool_)
 
 
-def _syn_only(b: PacketBatch) -> Mask:
-    """IPv4 or IPv6 TCP with SYN set and ACK, RST, FIN clear (a scanner's probe)."""
-    flags = b["tcp_flags"]
-    return _mask((b["protocol"] == TCP) & ((flags & (SYN | ACK | RST | FIN)) == SYN))
+def _syn_alone(b: PacketBatch) -> Mask:
+    """TCP with SYN alone: no ACK, RST, FIN, PSH, URG, ECE or CWR. Every scanner below sets
+    SYN only; SYN+ECE+CWR is an ECN-setup SYN (RFC 3168), as OS stacks and flood tools send."""
+    return _mask((b["protocol"] == TCP) & (b["tcp_flags"] == SYN))
 
 
-def mirai(b: PacketBatch) -> Mask:
-    """Mirai telnet scanner SYN: TCP sequence number == destination IPv4 address.
-
-    jgamblin/Mirai-Source-Code mirai/bot/scanner.c, scanner_init()'s SYN spew loop:
-    ``iph->daddr = get_random_ip(); ... tcph->seq = iph->daddr;`` (both in network order, and
-    both columns hold the big-endian field as an integer). Chance match: 2^-32 per packet.
-    """
-    return _mask(_syn_only(b) & (b["ip_version"] == 4) & (b["tcp_seq"] == b["dst"]))
+def _syn4(b: PacketBatch) -> Mask:
+    return _mask(_syn_alone(b) & (b["ip_version"] == 4))
 
 
-def zmap(b: PacketBatch) -> Mask:
-    """ZMap TCP SYN probe, before and since v4.1.
+# --- Mirai ------------------------------------------------------------------------------------
+# jgamblin/Mirai-Source-Code mirai/bot/scanner.c, scanner_init()'s SYN spew loop:
+# ``iph->daddr = get_random_ip(); ... tcph->seq = iph->daddr;`` (both in network order, and
+# both columns hold the big-endian field as an integer); ``tcph->syn = TRUE`` alone.
+def _mirai_key(b: PacketBatch) -> Mask:
+    return _mask(b["tcp_seq"] == b["dst"])
 
-    zmap/zmap src/probe_modules/packet.c make_ip_header(): ``iph->ip_id = htons(54321)``
-    before v4.1, with module_tcp_synscan.c's window 65535 and no options or MSS 1460 only.
-    From v4.1 the IP id is random, TTL 64, window 65535 and the options are the fixed bytes
-    020405b4 01030308 01010402 (the layout Windows uses, but Windows sends TTL 128 and
-    window 64240/8192, so TTL <= 64 and window 65535 tell them apart).
-    """
-    syn = _syn_only(b) & (b["ip_version"] == 4) & (b["tcp_window"] == 65535)
-    opt_len, mss = b["tcp_opt_len"], b["tcp_mss"]
-    old = (
-        (b["ip_id"] == 54321)
+
+# --- ZMap -------------------------------------------------------------------------------------
+# Before v4.1: zmap/zmap @ 8de8833 src/probe_modules/packet.c:91-92 make_ip_header():
+# ``iph->ip_id = htons(54321)``, ``iph->ip_off = 0`` (DF clear); :113-116 make_tcp_header():
+# ``th_off = 5`` (no options; v3.0 added set_mss_option(), 02 04 05 b4, #673, 2021) and
+# ``th_win = htons(65535)``; module_tcp_synscan.c:96 ``make_tcp_header(tcp_header, TH_SYN)``.
+def _zmap_pre41_shape(b: PacketBatch) -> Mask:
+    opt_len = b["tcp_opt_len"]
+    options = (opt_len == 0) | ((opt_len == 4) & (b["tcp_mss"] == 1460))  # 4 bytes: the MSS alone
+    return _mask(_syn4(b) & (b["tcp_window"] == 65535) & ((b["ip_flags"] & DF) == 0) & options)
+
+
+def _zmap_pre41_key(b: PacketBatch) -> Mask:
+    return _mask(b["ip_id"] == 54321)
+
+
+# From v4.1 (2024): send.c:419-421 passes ``(uint16_t)(validation[...] & 0xFFFF)`` as the IP
+# id (AES of src, dst, dport: random to an observer, #798 "Prevent fingerprinting ZMap");
+# state.c:59 ``.probe_ttl = IPDEFTTL`` (64, #850); module_tcp_synscan.c:47-66 picks
+# WINDOWS_OS_OPTIONS by default (#855), packet.c:257-260: MSS 1460, NOP + WS 8, NOP NOP + SACK
+# permitted. Window and DF stay as above. Windows sends the same option bytes with TTL 128, DF
+# set and window 64240 / 8192, so TTL <= 64, DF clear and window 65535 tell them apart. No key
+# field: the evidence is the shape alone.
+def _zmap41_shape(b: PacketBatch) -> Mask:
+    return _mask(
+        _syn4(b)
+        & (b["tcp_window"] == 65535)
         & ((b["ip_flags"] & DF) == 0)
-        & ((opt_len == 0) | ((opt_len == 4) & (mss == 1460)))
-    )
-    new = (
-        (opt_len == 12)
+        & (b["tcp_opt_len"] == 12)
         & (b["tcp_opt_kinds"] == ZMAP41_OPTION_KINDS)
-        & (mss == 1460)
+        & (b["tcp_mss"] == 1460)
         & (b["tcp_wscale"] == 8)
         & (b["ttl"] <= 64)
     )
-    return _mask(syn & (old | new))
 
 
-def zmap_16bit(b: PacketBatch) -> Mask:
-    """The part of :func:`zmap` that rests on the 16-bit IP id alone (needs confirmation)."""
-    return _mask(zmap(b) & (b["ip_id"] == 54321) & (b["tcp_opt_len"] != 12))
+# --- Masscan ----------------------------------------------------------------------------------
+# robertdavidgraham/masscan @ 2be4093 src/templ-pkt.c:942 template_set_target_ipv4():
+# ``ip_id = ip_them ^ port_them ^ seqno`` stored in the 16-bit id field (seqno: the SYN
+# cookie); default_tcp_template (templ-pkt.c:30-54): ``"\xFF\x06" /* TTL=255 */`` (received
+# TTL > 128 after any path), ``"\x02" /* SYN */``, window ``"\x04\x01"`` (1025, with MSS 1460,
+# since commit 4f89257, 2023-11; ``"\x04\x0"`` = 1024 and no options before). Options may
+# vary (--tcp-mss, --tcp-sackok, ...), the window cannot.
+#
+# UDP: the same function computes ``ip_id = ip_them ^ port_them ^ seqno`` for UDP probes
+# (``port_them &= 0xFFFF`` at :905 leaves the UDP port), but the cookie ``seqno`` is in no
+# header: udp_payload_fixup() (:618-660) writes it into the payload only where the port's
+# payload has a field for it: templ-payloads.c:76, 93, 109, 257 (DNS 53, portmapper 111,
+# NetBIOS 137, NFS 2049) through dns_set_cookie(), its low 16 bits as the first two payload
+# bytes; SNMP 161, CoAP 5683, memcached 11211 and ISAKMP 500 their own fields. NTP's
+# ntp_set_cookie() writes nothing, the other payloads (echo, TFTP, SSDP, SIP, ...) have no
+# cookie, and a port without a payload sends none. darkscope keeps headers only, so a UDP
+# probe's cookie is never visible to it: Masscan's UDP probes are not matched (TCP only).
+def _masscan_shape(b: PacketBatch) -> Mask:
+    return _mask(_syn4(b) & (b["ttl"] > 128) & np.isin(b["tcp_window"], np.array([1024, 1025], np.uint16)))
 
 
-def masscan(b: PacketBatch) -> Mask:
-    """Masscan TCP SYN: IP id == (dst ^ dport ^ seq) & 0xFFFF, source TTL 255.
-
-    robertdavidgraham/masscan src/templ-pkt.c tcp_create_packet():
-    ``unsigned ip_id = ip_them ^ port_them ^ seqno;`` stored in the 16-bit id field, and
-    the template's TTL of 255 (received TTL > 128 after any path). Masscan's UDP probes use
-    the same formula with a cookie that is not in the UDP header, so they are not matched.
-    """
+def _masscan_key(b: PacketBatch) -> Mask:
     expected = (b["dst"] ^ b["dport"].astype(np.uint32) ^ b["tcp_seq"]) & 0xFFFF
+    return _mask(b["ip_id"] == expected.astype(np.uint16))
+
+
+# --- Nmap -------------------------------------------------------------------------------------
+# nmap/nmap tcpip.cc: window 1024 for SYN probes, scan_engine_raw.cc: the MSS 1460 option
+# alone; older Nmap picked the window as 1024 * (n + 1), n in 0..3, which the shared captures
+# show as 1024 * (TTL % 4 + 1). A shape only: no key field.
+def _nmap_shape(b: PacketBatch) -> Mask:
+    win = b["tcp_window"].astype(np.uint32)
+    old_window = win == 1024 * (b["ttl"].astype(np.uint32) % 4 + 1)
     return _mask(
-        _syn_only(b) & (b["ip_version"] == 4) & (b["ip_id"] == expected.astype(np.uint16)) & (b["ttl"] > 128)
+        _syn_alone(b) & ((win == 1024) | old_window) & (b["tcp_opt_len"] == 4) & (b["tcp_mss"] == 1460)
     )
 
 
+# --- classes of traffic (not tools) -----------------------------------------------------------
 def backscatter(b: PacketBatch) -> Mask:
     """Replies of victims of spoofed floods (CAIDA corsaro's backscatter rule).
 
@@ -127,20 +176,6 @@ def backscatter(b: PacketBatch) -> Mask:
     return _mask(tcp | icmp | icmp6)
 
 
-def nmap_syn(b: PacketBatch) -> Mask:
-    """Nmap SYN scan: window 1024 with MSS 1460 as the only option.
-
-    nmap/nmap scan_engine_raw.cc sends SYN probes with ``tcp window 1024`` and the MSS option;
-    older Nmap picked the window as 1024 * (n + 1), n in 0..3, which the captures in
-    shared/captures show as 1024 * (TTL % 4 + 1).
-    """
-    win = b["tcp_window"].astype(np.uint32)
-    old_window = win == 1024 * (b["ttl"].astype(np.uint32) % 4 + 1)
-    return _mask(
-        _syn_only(b) & ((win == 1024) | old_window) & (b["tcp_opt_len"] == 4) & (b["tcp_mss"] == 1460)
-    )
-
-
 def icmp_echo_scan(b: PacketBatch) -> Mask:
     """ICMP / ICMPv6 echo request (ping sweep) to a darknet address."""
     v4 = (b["protocol"] == ICMP) & (b["ip_version"] == 4) & (b["icmp_type"] == 8)
@@ -148,7 +183,97 @@ def icmp_echo_scan(b: PacketBatch) -> Mask:
     return _mask(v4 | v6)
 
 
-FINGERPRINTS: dict[Fingerprint, Callable[[PacketBatch], Mask]] = {
+# Bits of a batch's ``truncated`` column (producers.transport): the snaplen cut the L4 header,
+# or the TCP options. A rule that reads a field the capture lost is not applicable to the packet
+# (as corsaro's filters answer): it does not match, and the field's 0 is never read as a value.
+TRUNC_L4, TRUNC_TCP_OPTIONS = 1, 2
+_READS_OPTIONS = frozenset({"zmap_pre41", "zmap41", "nmap_syn"})
+
+
+def not_applicable(b: PacketBatch, rule: str) -> Mask:
+    """Packets ``rule`` cannot judge: the snaplen cut a header field it reads (every rule
+    reads the L4 header; some the TCP options)."""
+    cut = TRUNC_L4 | (TRUNC_TCP_OPTIONS if rule in _READS_OPTIONS else 0)
+    return _mask((b["truncated"] & cut) != 0)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One template of one tool: its shape, its key field if any, and the evidence of a match.
+
+    ``shape_bits`` is how rarely the shape alone matches other traffic, measured on the
+    negative controls (a lower bound when nothing matched: 3 / packets, the rule of three);
+    None for a rule that names a class of traffic (backscatter, ping) rather than a tool.
+    """
+
+    name: str
+    fingerprint: Fingerprint
+    shape: Predicate
+    key: Predicate | None
+    key_bits: int
+    shape_bits: float | None
+
+    def __call__(self, b: PacketBatch) -> Mask:
+        """Where the packets match the rule (never where it is not applicable)."""
+        m = self.shape(b)
+        m = m if self.key is None else _mask(m & self.key(b))
+        return _mask(m & ~not_applicable(b, self.name)) if b["truncated"].any() else m
+
+    @property
+    def bits(self) -> float | None:
+        """Evidence of one matching packet: -log2 of the chance that other traffic matches."""
+        return None if self.shape_bits is None else self.key_bits + self.shape_bits
+
+    @property
+    def confirm(self) -> int:
+        """Matching packets that confirm a source: 1 for strong evidence, else SEVERAL."""
+        bits = self.bits
+        return 1 if bits is None or bits >= CONFIRM_AT_ONCE_BITS else SEVERAL
+
+
+def _log2_rate(matches: int, packets: int) -> float:
+    return -math.log2(max(matches, 3) / packets)
+
+
+# Shape rarity is measured on the darknet background of the shared RRSIG capture (4,412 packets
+# to one honeypot address, less its 8 ZMap probes: 4,404); where the shape never matched there,
+# the rule-of-three bound -log2(3 / 4,404) = 10.5 bits. bench/fingerprint_rates.py prints these
+# figures and each rule's false matches on every negative control.
+RULES: tuple[Rule, ...] = (
+    Rule("mirai", Fingerprint.MIRAI, _syn4, _mirai_key, 32, 0.0),
+    Rule("zmap_pre41", Fingerprint.ZMAP, _zmap_pre41_shape, _zmap_pre41_key, 16, _log2_rate(0, 4_404)),
+    # No key; the shape without the MSS value matched 4 SYNs (MSS 1398 / 1424) in 2021, before
+    # v4.1 existed: 10.1 bits, so a source needs several matching probes.
+    Rule("zmap41", Fingerprint.ZMAP, _zmap41_shape, None, 0, _log2_rate(4, 4_404)),
+    # TTL > 128 and window 1024 / 1025 matched 90 SYNs there (5.6 bits), none with the cookie.
+    Rule("masscan", Fingerprint.MASSCAN, _masscan_shape, _masscan_key, 16, _log2_rate(90, 4_404)),
+    Rule("backscatter", Fingerprint.BACKSCATTER, backscatter, None, 0, None),
+    # 21 SYNs there, from 20 sources (7.7 bits): Nmap-shaped, but a shape only.
+    Rule("nmap_syn", Fingerprint.NMAP_SYN, _nmap_shape, None, 0, _log2_rate(21, 4_404)),
+    Rule("icmp_echo_scan", Fingerprint.ICMP_ECHO_SCAN, icmp_echo_scan, None, 0, None),
+)
+
+
+def _any_of(fingerprint: Fingerprint) -> Predicate:
+    rules = [r for r in RULES if r.fingerprint == fingerprint]
+
+    def predicate(b: PacketBatch) -> Mask:
+        m = np.zeros(len(b), dtype=np.bool_)
+        for r in rules:
+            m |= r(b)
+        return m
+
+    predicate.__name__ = fingerprint.name.lower() if fingerprint.name else "fingerprint"
+    predicate.__doc__ = f"Packets matching any {predicate.__name__} rule of RULES."
+    return predicate
+
+
+mirai = _any_of(Fingerprint.MIRAI)
+zmap = _any_of(Fingerprint.ZMAP)
+masscan = _any_of(Fingerprint.MASSCAN)
+nmap_syn = _any_of(Fingerprint.NMAP_SYN)
+
+FINGERPRINTS: dict[Fingerprint, Predicate] = {
     Fingerprint.MIRAI: mirai,
     Fingerprint.ZMAP: zmap,
     Fingerprint.MASSCAN: masscan,
@@ -156,14 +281,28 @@ FINGERPRINTS: dict[Fingerprint, Callable[[PacketBatch], Mask]] = {
     Fingerprint.NMAP_SYN: nmap_syn,
     Fingerprint.ICMP_ECHO_SCAN: icmp_echo_scan,
 }
+# Fingerprint bits of every combination of rule bits: one gather turns rule hits into flags.
+_FLAGS_OF = np.zeros(1 << len(RULES), np.uint16)
+for _i, _rule in enumerate(RULES):
+    _FLAGS_OF[(np.arange(len(_FLAGS_OF)) & (1 << _i)) != 0] |= np.uint16(_rule.fingerprint)
+
+
+def packet_rules(b: PacketBatch) -> npt.NDArray[np.uint16]:
+    """Per packet, a bit mask of the RULES it matches (bit i: ``RULES[i]``)."""
+    hits = np.zeros(len(b), dtype=np.uint16)
+    for i, rule in enumerate(RULES):
+        hits[rule(b)] |= np.uint16(1 << i)
+    return hits
+
+
+def flags_of(hits: npt.NDArray[np.uint16]) -> npt.NDArray[np.uint16]:
+    """The Fingerprint bits of the rules in each ``packet_rules`` mask."""
+    return _FLAGS_OF[hits]
 
 
 def packet_flags(b: PacketBatch) -> npt.NDArray[np.uint16]:
-    """Per packet, the OR of the Fingerprint bits whose predicate matches."""
-    flags = np.zeros(len(b), dtype=np.uint16)
-    for bit, predicate in FINGERPRINTS.items():
-        flags[predicate(b)] |= np.uint16(bit)
-    return flags
+    """Per packet, the OR of the Fingerprint bits whose rules match."""
+    return flags_of(packet_rules(b))
 
 
 def source_keys(b: PacketBatch) -> npt.NDArray[np.uint64]:
@@ -187,28 +326,36 @@ def _filter_slot(keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
 class SourceVerdicts:
     """Per-source confirmation of fingerprints across batches (state of one worker).
 
-    A source is confirmed as a scanner when at least ``min_matches`` of its packets match
-    the predicate and they are at least ``min_ratio`` of its packets since its first match;
-    a source that matched once by chance (1 in 65,536) is never confirmed. 32-bit predicates
-    (Mirai) and header-shape ones confirm on the first match. Only sources that matched at
-    least once are tracked, at most ``capacity`` of them (least recently seen evicted).
+    A source is confirmed for a rule's fingerprint once ``rule.confirm`` of its packets match
+    the rule: at once for rules of at least CONFIRM_AT_ONCE_BITS, else SEVERAL matches that
+    are also at least ``min_ratio`` of its packets since its first match (a source matching
+    a weak rule now and then by chance is never confirmed). Confirmation is sticky. Only
+    sources that matched at least once are tracked, at most ``capacity`` of them (least
+    recently seen evicted).
+
+    Each worker holds one (streams/state.py) and sees the batches of its packets partitions,
+    which sensors publish unkeyed: a source's packets meet several instances. Rules that
+    confirm at once confirm the same sources however batches are spread; weak rules give the
+    verdicts of one instance only when all of a source's packets reach the same instance
+    (tests/streams/test_fingerprint_workers.py).
 
     The state is columnar (sorted source keys with parallel counters) and every batch is
     merged into it with NumPy, at a cost independent of how many of its sources match.
     """
 
-    CONFIRM_SEVERAL = Fingerprint.MASSCAN | Fingerprint.ZMAP
-
-    def __init__(self, min_matches: int = 3, min_ratio: float = 0.5, capacity: int = 1_000_000) -> None:
-        """Thresholds for the 16-bit predicates, and how many sources to remember."""
-        self.min_matches = min_matches
+    def __init__(
+        self, rules: tuple[Rule, ...] = RULES, min_ratio: float = MIN_RATIO, capacity: int = 1_000_000
+    ) -> None:
+        """The rules (those ``packet_rules`` numbers), the weak rules' ratio, and how many
+        sources to remember."""
         self.min_ratio = min_ratio
         self.capacity = capacity
-        self._bits = [int(bit) for bit in FINGERPRINTS]
-        self._several = np.array([bool(bit & self.CONFIRM_SEVERAL) for bit in self._bits])
-        # Source key -> row of ``_state`` (a sorted index); per row: packets since the source's first match,
-        # matches per bit, confirmed bits, and the batch that last saw it (for eviction).
-        # Rows are appended (the array grows by doubling) and rebuilt only on eviction.
+        self._fp = np.array([int(r.fingerprint) for r in rules], np.int64)
+        self._confirm = np.array([r.confirm for r in rules], np.int64)
+        self._several = self._confirm > 1
+        # Source key -> row of ``_state`` (a sorted index); per row: packets since the source's
+        # first match, matches per rule, confirmed Fingerprint bits, and the batch that last saw
+        # it (for eviction). Rows are appended (doubling) and rebuilt only on eviction.
         self._n = 0
         self._index_keys = np.zeros(0, np.uint64)  # sorted source keys ...
         self._index_rows = np.zeros(0, np.int64)  # ... and their rows
@@ -216,7 +363,7 @@ class SourceVerdicts:
         self._delta_rows = np.zeros(0, np.int64)
         self._filter = np.zeros(1 << _FILTER_BITS, dtype=bool)  # slots of the tracked sources
         self._keys = np.zeros(1024, np.uint64)
-        self._state = np.zeros((1024, len(self._bits) + 3), np.int64)
+        self._state = np.zeros((1024, len(self._fp) + 3), np.int64)
         self._batch = 0
 
     @property
@@ -229,19 +376,20 @@ class SourceVerdicts:
     def update(
         self,
         b: PacketBatch,
-        flags: npt.NDArray[np.uint16],
+        hits: npt.NDArray[np.uint16],
         sources: tuple[npt.NDArray[np.uint64], npt.NDArray[np.intp]] | None = None,
     ) -> npt.NDArray[np.uint16]:
         """Fold a batch into the state; return each packet's source verdict bits.
 
-        ``sources`` is ``np.unique(source_keys(b), return_inverse=True)`` if known already.
+        ``hits`` is ``packet_rules(b)``; ``sources`` is ``np.unique(source_keys(b),
+        return_inverse=True)`` if known already.
         """
         if not len(b):
             return np.zeros(0, dtype=np.uint16)
         self._batch += 1
         uniq, inverse = sources if sources is not None else np.unique(source_keys(b), return_inverse=True)
         matched_any = np.zeros(len(uniq), dtype=bool)
-        matched_any[inverse[flags != 0]] = True
+        matched_any[inverse[hits != 0]] = True
         row_of = self._rows_of(uniq)
         found = row_of >= 0
         new = np.flatnonzero(matched_any & ~found)
@@ -262,7 +410,7 @@ class SourceVerdicts:
         # A source first matching in this batch counts its packets from that match on, as if
         # the batch had been fed packet by packet; known sources count every packet.
         if len(new):
-            flagged = np.flatnonzero(flags != 0)
+            flagged = np.flatnonzero(hits != 0)
             first = np.full(len(uniq), len(b), np.int64)
             np.minimum.at(first, inverse[flagged], flagged)
             first[found] = 0
@@ -270,15 +418,14 @@ class SourceVerdicts:
             st[:, 0] += np.bincount(inverse[counted], minlength=len(uniq))[tracked]
         else:
             st[:, 0] += np.bincount(inverse, minlength=len(uniq))[tracked]
-        for i, bit in enumerate(self._bits, start=1):
-            hits = inverse[(flags & np.uint16(bit)) != 0]
-            if len(hits):
-                st[:, i] += np.bincount(hits, minlength=len(uniq))[tracked]
-        m = st[:, 1 : 1 + len(self._bits)]
-        ok = m > 0
-        several = (m >= self.min_matches) & (m >= self.min_ratio * st[:, :1])
-        ok[:, self._several] = several[:, self._several]
-        st[:, -2] |= (ok * np.array(self._bits, np.int64)).sum(axis=1)
+        for i in range(len(self._fp)):
+            matched = inverse[(hits & np.uint16(1 << i)) != 0]
+            if len(matched):
+                st[:, i + 1] += np.bincount(matched, minlength=len(uniq))[tracked]
+        m = st[:, 1 : 1 + len(self._fp)]
+        ok = m >= self._confirm
+        ok[:, self._several] &= m[:, self._several] >= self.min_ratio * st[:, :1]
+        st[:, -2] |= np.bitwise_or.reduce(np.where(ok, self._fp, 0), axis=1)
         st[:, -1] = self._batch
         self._state[rows] = st
         verdict[tracked] = st[:, -2]

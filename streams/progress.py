@@ -29,9 +29,10 @@ class PacketsProgress:
     last_seen: dict[int, float] = field(default_factory=dict)
     idle_sent: dict[int, float] = field(default_factory=dict)
     started: float = 0.0
+    checked: float = 0.0  # when the idle check last saw the broker
 
     def __post_init__(self) -> None:
-        self.started = self.clock()
+        self.started = self.checked = self.clock()
 
     def batch(self, partition: int, offset: int, newest_ns: int | None) -> int:
         """A batch at ``offset`` was read (``newest_ns``: its latest packet, None when it is
@@ -50,6 +51,20 @@ class PacketsProgress:
         that left and comes back has more messages than this worker processed, so it is not
         caught up until it processes them); only the idle reports start again."""
         self.idle_sent.clear()
+
+    def looked(self, blind_after: float) -> bool:
+        """The idle check ran and saw the broker; False when it had not for ``blind_after``
+        seconds (the broker down or unreachable, the timer blocked): silence while the worker
+        could not see is no proof that a sensor has stopped (its producer holds what it could
+        not send, and delivers it once the broker is back), so every partition must be quiet
+        for ``idle_after`` again from now before it is reported idle."""
+        now = self.clock()
+        blind = now - self.checked > blind_after
+        self.checked = now
+        if blind:
+            self.started = now
+            self.last_seen = dict.fromkeys(self.last_seen, now)
+        return not blind
 
     def caught_up(self, partition: int, end: int, committed: int | None) -> bool:
         """Whether every message of the partition before ``end`` is processed. For a partition

@@ -15,6 +15,7 @@ from streams.enrich import Enricher
 from streams.merge import WindowMerger
 from streams.progress import CountBacklog, PacketsProgress
 from streams.shard import ShardCounter
+from streams.watch import Gaps
 
 __all__ = ["WorkerState", "detector_of"]
 
@@ -33,6 +34,9 @@ def detector_of(s: WorkerSettings) -> AlertDetector:
             min_packets=s.alert_min_packets,
             min_sources=s.alert_min_sources,
             cooldown_windows=s.alert_cooldown_windows,
+            monitored_addresses=s.alert_monitored_addresses,
+            backscatter_warning_pps=s.alert_backscatter_warning_pps,
+            backscatter_critical_pps=s.alert_backscatter_critical_pps,
         )
     )
 
@@ -50,6 +54,7 @@ class WorkerState:
     counted: asyncio.Event = field(default_factory=asyncio.Event)
     shards: dict[int, ShardCounter] = field(default_factory=dict)  # counts partition -> counts
     mergers: dict[str, WindowMerger] = field(default_factory=dict)  # kind -> its merge
+    gaps: Gaps = field(default_factory=Gaps)  # the next offset each agent expects per partition
     detector: AlertDetector | None = None
     packets: int = 0
     batches: int = 0

@@ -25,7 +25,7 @@ def packet_batches(draw: st.DrawFn, max_rows: int = 64) -> PacketBatch:
     cols["ip_version"] = draw(hnp.arrays(np.dtype("u1"), n, elements=st.sampled_from([4, 6])))
     v4 = cols["ip_version"] == 4
     # An IPv4 row has no IPv6 address and vice versa: that is what sensors produce.
-    for a in ("src6", "dst6"):
+    for a in ("src6", "dst6", "inner_src6", "inner_dst6"):
         cols[a][v4] = np.zeros(1, dtype=cols[a].dtype)[0] if n else cols[a][v4]
     for a in ("src", "dst"):
         cols[a][~v4] = 0

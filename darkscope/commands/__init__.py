@@ -4,4 +4,5 @@
 - ``sensors``  ``sensor`` and ``simulate``: packets in
 - ``pipeline`` ``worker``, ``alerts tail``, ``sink`` and ``sql``: streams and the store
 - ``report``   ``report`` and ``demo``: what comes out
+- ``csirt``    ``sensors load|list`` (the sensor registry) and ``notify`` (per-AS notification lists)
 """

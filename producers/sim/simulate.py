@@ -26,6 +26,7 @@ import numpy.typing as npt
 
 from core.errors import ConfigError
 from producers.pcapwriter import open_writer
+from producers.sim.ipv6 import Ipv6Day, plant_ipv6_day
 from producers.sim.model import CATEGORIES, KINDS, RANDOM_PORT, REGIONS, VolumePlan, expected_rankings
 from producers.sim.packets import (
     MIN_EPISODE,
@@ -127,9 +128,16 @@ class Simulation:
         for index in range(len(self.days)):
             traffic = self.generate_day(index)
             self.truth.add_day(index, traffic)
-            n = len(traffic.region)
+            columns = traffic.columns
+            if self.sensor.v6:  # IPv6 traffic beside the modelled (IPv4) quarter
+                planted = self.generate_ipv6_day(index)
+                self.truth.add_ipv6_day(index, planted)
+                merged = {k: np.concatenate([v, planted.columns[k]]) for k, v in columns.items()}
+                order = np.argsort(merged["ts"], kind="stable")
+                columns = {k: v[order] for k, v in merged.items()}
+            n = len(columns["ts"])
             for start in range(0, n, self.batch_size):
-                cols = {k: v[start : start + self.batch_size] for k, v in traffic.columns.items()}
+                cols = {k: v[start : start + self.batch_size] for k, v in columns.items()}
                 yield PacketBatch(self.sensor_id, seq, cols)
                 seq += 1
 
@@ -224,10 +232,20 @@ class Simulation:
         region = np.concatenate([p[1] for p in parts]).astype(np.int8)
         kind_idx = np.concatenate([np.full(len(p[1]), p[2], np.int8) for p in parts])
         separate_fingerprints(merged, kind_idx, KINDS)
+        # Whole packets, as a capture with a large snaplen holds them.
+        merged["total_length"] = merged["length"].astype(np.uint32)
+        merged["caplen"] = merged["total_length"].copy()
         order = np.argsort(merged["ts"], kind="stable")
         return DayTraffic(
             day, {k: v[order] for k, v in merged.items()}, region[order], kind_idx[order], episodes
         )
+
+    def generate_ipv6_day(self, index: int) -> Ipv6Day:
+        """The IPv6 packets planted on day ``index`` (a sensor with an IPv6 prefix only)."""
+        rng = np.random.default_rng([self.seed, self._qkey, 6, index])
+        day = self.days[index]
+        start_ns = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 10**9
+        return plant_ipv6_day(rng, index, start_ns, lambda n: self.sensor.pick6(rng, n))
 
     def _scan_day(
         self, kind: str, rng: np.random.Generator, cells: Array, counts: Array, start_ns: int

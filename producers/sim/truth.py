@@ -18,11 +18,15 @@ JSON layout (``GroundTruth.write``, ``Simulation.write_ground_truth``)::
     sources: {zmap[], masscan[], nmap[]}  (dotted quads),
     backscatter: {episodes, victims[]: {victim, region, packets, episodes[]: {protocol, response,
                   service_port, source, start, end, seconds, packets}}},
+    ipv6: {packets, backscatter_packets, scan: {source, port, packets}}  (planted at a sensor
+          with an IPv6 prefix, beside the modelled quarter: not in daily or totals; its
+          episodes are among backscatter's, victims in IPv6 notation, region 'ZZ')
     events[]: {kind, subject, start, description}
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -35,6 +39,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from producers.sim.ipv6 import SCAN_PORT, SCANNER, Ipv6Day
 from producers.sim.model import FINGERPRINTS, KINDS, REGIONS, TCP, TRACKED_PORTS, UDP, Event, port_key
 from producers.sim.packets import Episode
 
@@ -57,6 +62,8 @@ class DayTraffic:
 
 
 def _ip(value: int) -> str:
+    if value > 0xFFFFFFFF:  # an IPv6 victim or reporter (producers.sim.ipv6)
+        return str(ipaddress.IPv6Address(value))
     return f"{value >> 24 & 255}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}"
 
 
@@ -130,11 +137,23 @@ class GroundTruth:
         self.source_keys: list[Array] = []
         self.scanner_sources: dict[str, set[int]] = {"zmap": set(), "masscan": set(), "nmap": set()}
         self.episodes: list[Episode] = []
+        self.ipv6 = {"packets": 0, "backscatter_packets": 0, "scan_packets": 0}
+        self._ipv6_days: set[int] = set()
 
     @property
     def complete(self) -> bool:
         """True once every simulated day has been added."""
         return len(self.daily) == len(self.days)
+
+    def add_ipv6_day(self, index: int, planted: Ipv6Day) -> None:
+        """Count one day of planted IPv6 packets (a day already counted is ignored)."""
+        if index in self._ipv6_days:
+            return
+        self._ipv6_days.add(index)
+        self.episodes.extend(planted.episodes)
+        self.ipv6["packets"] += len(planted.columns["ts"])
+        self.ipv6["backscatter_packets"] += sum(ep.packets for ep in planted.episodes)
+        self.ipv6["scan_packets"] += planted.scan_packets
 
     def add_day(self, index: int, traffic: DayTraffic) -> None:
         """Count one generated day (a day already counted is ignored)."""
@@ -241,6 +260,11 @@ class GroundTruth:
             },
             "sources": {k: [_ip(a) for a in sorted(v)] for k, v in self.scanner_sources.items()},
             "backscatter": {"episodes": len(self.episodes), "victims": self._victims()},
+            "ipv6": {
+                "packets": self.ipv6["packets"],
+                "backscatter_packets": self.ipv6["backscatter_packets"],
+                "scan": {"source": SCANNER, "port": SCAN_PORT, "packets": self.ipv6["scan_packets"]},
+            },
             "events": [
                 {
                     "kind": e.kind,

@@ -29,6 +29,14 @@ class Smoke:
 
 OFFLINE = [
     Smoke(
+        "fingerprint_rates.py",
+        ("--sim-packets", "5000"),
+        (
+            r".*confirm at once from 20 bits of evidence.*",
+            r".*masscan +false matches on the negative controls: \d+ of [\d,]+ packets.*",
+        ),
+    ),
+    Smoke(
         "codec.py",
         ("--packets", "20000", "--batch", "5000", "--record-packets", "2000", "--repeat", "1"),
         (
@@ -80,6 +88,15 @@ OFFLINE = [
         ),
     ),
     Smoke(
+        "alerts_quarters.py",
+        ("--days", "1", "--packets-per-day", "2000", "--partitions", "2"),
+        (
+            r"[\d,]+ packets, \d+ alerts \(\d+ s\)",
+            r"2022Q2: \d+ alert records, \d+ alerts; by severity .*",
+            r"planted DoS episodes: (\d+); with an alert: \1; as exactly one episode id: \1; .*",
+        ),
+    ),
+    Smoke(
         "stream_stages.py",
         ("--days", "1", "--packets-per-day", "2000", "--partitions", "2"),
         (
@@ -95,7 +112,7 @@ ON_THE_BROKER = [
         "rebalance_soak.py",
         # One quick broker test once instead of the rebalance scenarios twenty times.
         ("-n", "1", "--tests", "tests/core/test_publisher.py", "-k", "created_once"),
-        (r"run  1: exact in +\d+ s  1 passed, .*", r"1 of 1 exact"),
+        (r"run  1: exact in +\d+ s  1 passed, .*", r"1 of 1 exact", r"the workers. watch .*"),
     ),
     Smoke(
         "sensor.py",
@@ -127,6 +144,29 @@ ON_THE_BROKER = [
             r"worker enrich \+ counts +[\d.]+ M packets/s .*",
             # The bench checks its own count; a tiny run must be exact too.
             r"packets in the sensor hour windows of the data: (\d+) of \1 sent \(exact\)",
+        ),
+    ),
+    Smoke(
+        "soak_memory.py",
+        # Two days at one batch a second: 16 s of traffic, RSS sampled every half second.
+        (
+            "--days",
+            "2",
+            "--packets-per-day",
+            "4000",
+            "--rate",
+            "1",
+            "--every",
+            "0.5",
+            "--pcap-packets-per-day",
+            "5000",
+        ),
+        (
+            r"2 simulated days, 8,000 packets in batches of 500 at 1 batches/s: replayed and stored .*",
+            r"worker RSS: warm-up \d+ MiB \(after day 1\), final \d+ MiB, slope [+-][\d.]+ MiB per .*",
+            r"sink RSS: warm-up \d+ MiB \(after day 1\), final \d+ MiB, slope [+-][\d.]+ MiB per .*",
+            r"worker RSS at the end of each simulated day \(MiB\): \d+ \d+, drained \d+",
+            r"sensor replaying one \d+ MiB capture of 2 days \([\d,]+ packets\) in \d+ s: RSS at .*",
         ),
     ),
 ]

@@ -125,3 +125,28 @@ def test_a_batch_entirely_outside_the_prefixes_is_dropped_not_a_crash(
     )
     report = sensor.run([outside, inside, outside], "test")
     assert (report.packets_in, report.out_of_prefix, report.packets_sent) == (13, 10, 3)
+
+
+@pytest.mark.broker
+def test_health_counts_truncated_packets_and_saturates_an_ipv6_slash_64(
+    kafka_bootstrap: str, topic_names: TopicNames
+) -> None:
+    from producers.sensor import Sensor
+    from schemas.batch import PacketBatch
+
+    batch = PacketBatch.zeros("s", 0, 4)
+    batch.columns["ip_version"][:] = 6
+    batch.columns["dst6"][:] = np.frombuffer(bytes.fromhex("20010db8" + "00" * 11 + "01") * 4, dtype="V16")
+    batch.columns["truncated"][:] = [0, 1, 2, 0]  # an L4 header and TCP options cut by the snaplen
+    sensor = Sensor(
+        SensorSettings(sensor_id="s6", prefixes=["2001:db8::/64"]),
+        KafkaSettings(bootstrap=kafka_bootstrap),
+        topic_names,
+    )
+    report = sensor.run([batch], "test")
+    assert (report.packets_sent, report.truncated) == (4, 2)
+    health = [CODEC.decode(m.value() or b"").record for m in read_all(kafka_bootstrap, topic_names.sensors)]
+    last = max(health, key=lambda h: h["ts"])
+    # 2^64 addresses do not fit the record's Avro long: the count saturates instead of crashing.
+    assert last["monitored_addresses"] == 2**63 - 1
+    assert last["packets_truncated"] == 2

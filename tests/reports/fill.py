@@ -33,6 +33,8 @@ def fill_quarter(
     seed: int = 0,
     flat: bool = False,
     previous: GroundTruth | None = None,
+    prefix: Sequence[str] = (PREFIX,),
+    days: int | None = None,
 ) -> tuple[GroundTruth, float]:
     """Simulate ``quarter``, enrich every batch and insert it; returns the truth and seconds."""
     t0 = time.perf_counter()
@@ -42,7 +44,8 @@ def fill_quarter(
         seed=seed,
         flat=flat,
         sensor_id=sensor,
-        prefix=PREFIX,
+        prefix=list(prefix),
+        days=days,
         batch_size=50_000,
         previous=previous,
     )
@@ -72,7 +75,7 @@ def fill_quarter(
         "batches_sent": 0,
         "send_failed": 0,
         "monitored_addresses": 256,
-        "prefixes": [PREFIX],
+        "prefixes": list(prefix),
         "version": "test",
     }
     store.insert_sensor_health([record])

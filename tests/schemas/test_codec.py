@@ -178,6 +178,7 @@ def _health() -> dict[str, Any]:
         "monitored_addresses": 256,
         "prefixes": ["198.51.100.0/24"],
         "version": "0.1.0",
+        "packets_truncated": 3,
     }
 
 

@@ -38,15 +38,23 @@ SPEC_VECTORS = [
 # Fingerprints (frame header bytes 2..10, hex) of the shipped schemas, as the hand-written
 # CRC-64-AVRO gave them before fastavro's replaced it. Messages already on the topics carry
 # these: a schema edit changes its value here, deliberately (register the old version with the
-# Codec so those messages stay readable).
-SHIPPED = {
-    "darkscope.Alert": "8acf1ae1e1fa7628",
-    "darkscope.DeadLetter": "796ce163c3910066",
+# Codec so those messages stay readable). Version 2 (issue 18: IPv6 quotes, 32-bit lengths,
+# truncation) changed PacketBatch, PacketEvent, EnrichedBatch and SensorHealth; version 1 is
+# V1_SHIPPED, registered by every Codec from schemas/v1/.
+V1_SHIPPED = {
     "darkscope.EnrichedBatch": "c222280d25f84710",
     "darkscope.PacketBatch": "d98e32545cc04f60",
     "darkscope.PacketEvent": "cfaad8439db9c0fa",
-    "darkscope.PartialCounts": "a4fd1122c45876ae",
     "darkscope.SensorHealth": "489dbf6b637d6da6",
+}
+SHIPPED = {
+    "darkscope.Alert": "8acf1ae1e1fa7628",
+    "darkscope.DeadLetter": "796ce163c3910066",
+    "darkscope.EnrichedBatch": "1d3c1f8ca4d67564",
+    "darkscope.PacketBatch": "bc790b0008729ada",
+    "darkscope.PacketEvent": "1a0ab22ee451d527",
+    "darkscope.PartialCounts": "a4fd1122c45876ae",
+    "darkscope.SensorHealth": "1e1b67fc7ec7e9bc",
     "darkscope.WindowCounts": "d89d82ab95a9bbdb",
 }
 
@@ -108,3 +116,13 @@ def test_every_batch_column_declares_a_little_endian_dtype_and_a_doc() -> None:
         assert field.get("doc"), field["name"]
         dtype = column_dtypes()[field["name"]]
         assert dtype.byteorder in ("<", "|", "="), field["name"]
+
+
+def test_version_one_schemas_keep_the_fingerprints_their_messages_carry() -> None:
+    from schemas.versions import previous_schemas
+
+    old = {
+        f"{s['namespace']}.{s['name']}": fingerprint(s).to_bytes(8, "little").hex()
+        for s in previous_schemas()
+    }
+    assert old == V1_SHIPPED

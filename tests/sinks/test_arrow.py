@@ -85,8 +85,8 @@ def test_ipv6_sources_and_backscatter_victims_are_stored(store: Store) -> None:
         "ORDER BY ip_version DESC, protocol DESC"
     ).result_rows
     assert [r[:3] for r in rows] == [
-        ("2001:db8::7", "2001:db8::7", "0.0.0.0"),
-        ("::ffff:192.0.2.1", "::", "192.0.2.1"),
-        ("::ffff:192.0.2.1", "::", "203.0.113.5"),
+        ("2001:db8::7", "2001:db8::7", "::ffff:0.0.0.0"),  # not backscatter: no victim
+        ("::ffff:192.0.2.1", "::", "::ffff:192.0.2.1"),
+        ("::ffff:192.0.2.1", "::", "::ffff:203.0.113.5"),
     ]
     assert str(rows[0][3]) == "2022-04-01"

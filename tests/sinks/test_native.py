@@ -116,11 +116,14 @@ def _edge_cases() -> EnrichedColumns:
             inner,
             flags,
         )
-    # 6-7: IPv6 packets (source = src6; the IPv4 src is 0.0.0.0), one backscatter over ICMPv6 -> 0.0.0.0
+    # 6-7: IPv6 packets (source = src6; the IPv4 src is 0.0.0.0): 6 a SYN-ACK backscatter ->
+    # victim src6; 7 an ICMPv6 error quoting a TCP datagram -> victim inner_dst6
     for row, src6 in ((6, "2001:db8::1"), (7, "2001:db8:ffff::2")):
         b["ip_version"][row], b["src"][row] = 6, 0
         b["src6"][row] = np.frombuffer(ipaddress.IPv6Address(src6).packed, "V16")[0]
+    fp[6] = backscatter
     b["protocol"][7], b["icmp_type"][7], b["inner_protocol"][7], fp[7] = 58, 1, 6, backscatter
+    b["inner_dst6"][7] = np.frombuffer(ipaddress.IPv6Address("2001:db8:beef::80").packed, "V16")[0]
     # 8: before 1970, 9: the last nanosecond of a day, 10: past 2149 (toDate wraps), 11: the epoch
     b["ts"][8] = -3 * 86_400 * 10**9 + 5
     b["ts"][9] = 1_656_633_600 * 10**9 - 1
@@ -149,18 +152,18 @@ def test_day_source_and_victim_sent_equal_what_the_defaults_compute(store: Store
     ).result_rows
     assert sorted(edge) == sorted(
         [
-            ("2022-04-01", "::ffff:198.51.0.1", "0.0.0.0"),
-            ("2022-04-01", "::ffff:198.51.1.2", "198.51.1.2"),
-            ("2022-04-01", "::ffff:198.51.2.3", "203.0.113.3"),
-            ("2022-04-01", "::ffff:198.51.3.4", "198.51.3.4"),
-            ("2022-04-01", "::ffff:198.51.4.5", "198.51.4.5"),
-            ("2022-04-01", "::ffff:198.51.5.6", "0.0.0.0"),
-            ("2022-04-01", "2001:db8::1", "0.0.0.0"),
-            ("2022-04-01", "2001:db8:ffff::2", "0.0.0.0"),
-            ("2149-06-04", "::ffff:198.51.8.9", "0.0.0.0"),
-            ("2022-06-30", "::ffff:198.51.9.10", "0.0.0.0"),
-            ("2020-07-27", "::ffff:198.51.10.11", "0.0.0.0"),
-            ("1970-01-01", "::ffff:198.51.11.12", "0.0.0.0"),
+            ("2022-04-01", "::ffff:198.51.0.1", "::ffff:0.0.0.0"),
+            ("2022-04-01", "::ffff:198.51.1.2", "::ffff:198.51.1.2"),
+            ("2022-04-01", "::ffff:198.51.2.3", "::ffff:203.0.113.3"),
+            ("2022-04-01", "::ffff:198.51.3.4", "::ffff:198.51.3.4"),
+            ("2022-04-01", "::ffff:198.51.4.5", "::ffff:198.51.4.5"),
+            ("2022-04-01", "::ffff:198.51.5.6", "::ffff:0.0.0.0"),
+            ("2022-04-01", "2001:db8::1", "2001:db8::1"),
+            ("2022-04-01", "2001:db8:ffff::2", "2001:db8:beef::80"),
+            ("2149-06-04", "::ffff:198.51.8.9", "::ffff:0.0.0.0"),
+            ("2022-06-30", "::ffff:198.51.9.10", "::ffff:0.0.0.0"),
+            ("2020-07-27", "::ffff:198.51.10.11", "::ffff:0.0.0.0"),
+            ("1970-01-01", "::ffff:198.51.11.12", "::ffff:0.0.0.0"),
         ]
     )
 
@@ -221,3 +224,10 @@ def _view(s: Store, name: str) -> str:
     return str(
         s.query(f"SELECT create_table_query FROM system.tables WHERE name = '{name}'").result_rows[0][0]
     )
+
+
+def test_a_batch_over_a_year_of_days_is_stored_in_one_insert(store: Store) -> None:
+    cols = _columns(400, ["US"])
+    cols.batch["ts"][:] = (1_600_000_000 + 86_400 * np.arange(400)) * 10**9  # a packet a day
+    store.insert_enriched([cols], dedup_token="sparse")
+    assert store.query("SELECT count(), uniqExact(day) FROM packets").result_rows == [(400, 400)]

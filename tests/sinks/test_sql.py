@@ -66,3 +66,11 @@ def test_sql_error_is_one_clear_line(tmp_path: Path, week: EnrichedWeek) -> None
     assert result.exit_code == 1
     assert "QueryFailed" in result.output and "nope" in result.output
     assert "Traceback" not in result.output
+
+
+def test_sql_on_a_store_nothing_wrote_to_says_how_to_fill_it(tmp_path: Path) -> None:
+    dsn = f"chdb://{tmp_path / 'empty'}"
+    res = CliRunner().invoke(main, ["sql", "SELECT count() FROM packets", "--dsn", dsn])
+    assert res.exit_code != 0
+    assert "UNKNOWN_TABLE" in res.output and "holds no darkscope tables yet" in res.output
+    assert "Traceback" not in res.output

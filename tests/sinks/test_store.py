@@ -13,6 +13,7 @@ import pytest
 from core.errors import QueryFailed, StoreLocked
 from schemas.registry import default_schemas
 from sinks.arrow import columns_from_record
+from sinks.native import RENAMED
 from sinks.schema import MIGRATIONS, ROLLUP_TABLES
 from sinks.store import Store
 from tests.sinks.conftest import EnrichedWeek
@@ -78,7 +79,10 @@ def test_packets_table_has_a_column_for_every_avro_packet_field(store: Store) ->
     cols = _columns(store, "packets")
     schemas = default_schemas()
     packet_fields = [f["name"] for f in schemas["darkscope.PacketBatch"]["fields"] if "dtype" in f]
-    assert set(packet_fields) <= set(cols)
+    # ``length`` holds the 32-bit total_length (the batch's length is version 1's clipped copy).
+    renamed = {field: column for column, (field, _, _) in RENAMED.items()}
+    assert {renamed.get(f, f) for f in packet_fields} <= set(cols)
+    assert cols["length"] == "UInt32"
     assert cols["ts"] == "DateTime64(9, 'UTC')"
     assert (cols["src"], cols["dst"], cols["src6"]) == ("IPv4", "IPv4", "IPv6")
     assert cols["region"] == cols["service"] == cols["as_org"] == "LowCardinality(String)"

@@ -13,8 +13,9 @@ from confluent_kafka import Producer
 
 from schemas.codec import Codec
 from streams.alert_reader import format_alert
+from tests.sinks.conftest import health_record
 from tests.streams.harness import REPO
-from tests.streams.test_alerts import hours, poisson, run
+from tests.streams.test_alerts import episode_records, hours, minutes, poisson, run
 
 
 def _raised() -> list[dict]:
@@ -36,6 +37,13 @@ def test_format_alert_is_one_line_with_window_kind_key_and_evidence() -> None:
     assert a["message"] in line
 
 
+def test_an_episodes_lines_name_its_state() -> None:
+    records = episode_records(run(minutes([50, 50, 50, 0])))
+    lines = [format_alert(a) for a in records]
+    assert "backscatter_episode open" in lines[0] and "backscatter_episode close" in lines[1]
+    assert all(a["message"] in line for a, line in zip(records, lines, strict=True))
+
+
 @pytest.mark.broker
 def test_alerts_tail_prints_every_alert_and_reports_garbage(kafka_bootstrap: str, topic: str) -> None:
     codec = Codec()
@@ -44,6 +52,8 @@ def test_alerts_tail_prints_every_alert_and_reports_garbage(kafka_bootstrap: str
     for a in alerts:
         producer.produce(topic, codec.encode("darkscope.Alert", a), key=a["key"].encode(), partition=0)
     producer.produce(topic, b"not an alert", partition=0)
+    # Another record of the project's, not an alert.
+    producer.produce(topic, codec.encode("darkscope.SensorHealth", health_record(5)), partition=0)
     producer.flush(30)
 
     env = {**os.environ, "DARKSCOPE_BOOTSTRAP": kafka_bootstrap, "DARKSCOPE_TOPIC_ALERTS": topic}
@@ -59,8 +69,10 @@ def test_alerts_tail_prints_every_alert_and_reports_garbage(kafka_bootstrap: str
     assert out[: len(alerts)] == [
         format_alert(codec.decode(codec.encode("darkscope.Alert", a)).record) for a in alerts
     ]
-    assert len(out) == len(alerts) + 1
-    assert out[-1].startswith(f"# undecodable message at {topic}[0]@{len(alerts)}")
+    assert len(out) == len(alerts) + 2
+    assert out[-2].startswith(f"# undecodable message at {topic}[0]@{len(alerts)}")
+    assert out[-1].startswith(f"# undecodable message at {topic}[0]@{len(alerts) + 1}")
+    assert "SensorHealth is not an Alert record" in out[-1]
 
 
 @pytest.mark.broker

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import numpy as np
 import pytest
 
-from streams.alerts import AlertDetector, AlertThresholds
+from core.settings import WorkerSettings
+from producers.sim.simulate import simulate_quarter
+from schemas.codec import Codec
+from streams.alerts import SEVERITIES, AlertDetector, AlertThresholds
+from streams.enrich import Enricher
+from streams.fingerprints import SourceVerdicts
+from streams.geo import GeoResolver
+from streams.local import LocalCounting
+from streams.services import ServiceRegistry
 from streams.windows import ClosedWindow
 
 T0 = 1_648_771_200
@@ -82,10 +92,199 @@ def test_backscatter_episode_needs_a_minute_of_sustained_replies() -> None:
     victim = "203.0.113.9"
     w1 = ClosedWindow.of("victim", "1m", T0, {victim: (45, 40), "192.0.2.1": (3, 3)})
     w2 = ClosedWindow.of("victim", "1m", T0 + 60, {victim: (50, 44)})
-    assert det.observe(w1) == []
-    alerts = det.observe(w2)
-    assert [(a["kind"], a["key"]) for a in alerts] == [("backscatter_episode", victim)]
+    w3 = ClosedWindow.of("victim", "1m", T0 + 120, {"192.0.2.1": (3, 3)})
+    assert det.observe(w1) == [] and det.observe(w2) == []
+    alerts = det.observe(w3)
+    assert [(a["kind"], a["key"], a["evidence"]["state"]) for a in alerts] == [
+        ("backscatter_episode", victim, "open"),
+        ("backscatter_episode", victim, "close"),
+    ]
     assert alerts[0]["evidence"]["targets"] == "44"
+
+
+# Backscatter episodes: one alert, opened, updated and closed, graded by magnitude -----------
+
+V = "203.0.113.9"
+
+
+def minutes(per_minute: list[int], start: int = T0, victim: str = V) -> list[ClosedWindow]:
+    """Victim minute windows from ``start``; a 0 is a minute without the victim (another
+    victim keeps the minute's window closing, as it does in a real darknet)."""
+    return [
+        ClosedWindow.of(
+            "victim", "1m", start + 60 * i, ({victim: (p, p)} if p else {}) | {"192.0.2.1": (1, 1)}
+        )
+        for i, p in enumerate(per_minute)
+    ]
+
+
+def episode_records(alerts: list[dict], victim: str = V) -> list[dict]:
+    return [a for a in alerts if a["kind"] == "backscatter_episode" and a["key"] == victim]
+
+
+def test_an_episode_is_one_alert_opened_then_closed_not_one_per_minute() -> None:
+    alerts = run(minutes([50] * 10 + [0]))
+    records = episode_records(alerts)
+    assert [a["evidence"]["state"] for a in records] == ["open", "close"]
+    assert len({a["alert_id"] for a in records}) == 1
+    opened, closed = records
+    assert opened["window_start"].timestamp() == closed["window_start"].timestamp() == T0
+    assert closed["window_end"].timestamp() == T0 + 600  # its last minute's end
+    assert closed["evidence"]["packets"] == "500" and closed["evidence"]["minutes"] == "10"
+
+
+def test_an_episode_split_over_two_minutes_below_the_rate_in_each_is_seen_whole() -> None:
+    # 62 s at 60 packets a minute starting at :30 s: 30 packets in one minute, 32 in the next;
+    # a replay that starts at :55 puts 5 in the first minute, 57 in the second.
+    for split in ([30, 32], [5, 57]):
+        [opened] = [a for a in run(minutes([*split, 0])) if a["evidence"]["state"] == "open"]
+        assert opened["evidence"]["packets"] == "62"
+        assert float(opened["evidence"]["packets_per_minute"]) == 62.0
+
+
+@pytest.mark.parametrize(
+    ("per_minute", "why"),
+    [([40], "one minute cannot show 60 s"), ([12, 12], "24 packets < 25"), ([10, 10, 10, 5], "12 a minute")],
+)
+def test_runs_short_of_moores_rule_raise_nothing(per_minute: list[int], why: str) -> None:
+    assert episode_records(run(minutes([*per_minute, 0]))) == [], why
+
+
+def test_the_attack_rate_is_extrapolated_to_the_whole_address_space_from_the_monitored_size() -> None:
+    # 120 packets a minute at a /24: 2 pps * 2^32 / 256 = 33.5 M pps at the victim (Moore et al.).
+    for monitored in (256, 65_536):
+        runs = minutes([60, 120, 120, 90, 0])  # first and last minutes partial
+        [opened, _] = episode_records(run(runs, monitored_addresses=monitored))
+        assert opened["observed"] == round(2.0 * 2**32 / monitored)
+        assert opened["baseline"] == round(0.5 * 2**32 / monitored)  # the 30 packets/min floor
+        assert opened["score"] == 4.0
+        assert opened["evidence"]["extrapolated_pps"] == f"{2.0 * 2**32 / monitored:.0f}"
+
+
+def test_severity_grows_with_the_attack_rate() -> None:
+    thresholds = {"backscatter_warning_pps": 20e6, "backscatter_critical_pps": 40e6}
+    grades = []
+    for ppm in (40, 60, 80, 100, 150, 200, 400):  # 11, 17, 22, 28, 42, 56, 112 M pps at a /24
+        [*_, closed] = episode_records(run(minutes([ppm] * 3 + [0]), **thresholds))
+        grades.append(closed["severity"])
+    assert grades == ["info", "info", "warning", "warning", "critical", "critical", "critical"]
+
+
+def test_an_episode_is_updated_when_its_severity_rises_and_keeps_its_id() -> None:
+    thresholds = {"backscatter_warning_pps": 20e6, "backscatter_critical_pps": 40e6}
+    # 40 a minute (info), then the attack grows: the mean rate passes warning, then critical.
+    records = episode_records(run(minutes([40, 40, 40, 200, 300, 400, 0]), **thresholds))
+    assert [(a["evidence"]["state"], a["severity"]) for a in records] == [
+        ("open", "info"),
+        ("update", "warning"),
+        ("update", "critical"),
+        ("close", "critical"),
+    ]
+    assert len({a["alert_id"] for a in records}) == 1
+    assert [a["evidence"]["revision"] for a in records] == ["0", "1", "2", "2"]
+
+
+def test_a_silent_minute_ends_the_episode_and_the_next_run_is_a_new_alert() -> None:
+    records = episode_records(run(minutes([50, 50, 0, 50, 50, 0])))
+    assert [a["evidence"]["state"] for a in records] == ["open", "close", "open", "close"]
+    first, second = {a["alert_id"] for a in records[:2]}, {a["alert_id"] for a in records[2:]}
+    assert len(first) == len(second) == 1 and first != second
+
+
+def test_an_episode_still_open_when_no_victim_minute_comes_closes_on_close_before() -> None:
+    det = AlertDetector()
+    raised = [a for w in minutes([50, 50, 50]) for a in det.observe(w)]
+    assert [a["evidence"]["state"] for a in episode_records(raised)] == ["open"]
+    assert det.close_before(T0 + 180) == []  # its last minute ends at T0 + 180
+    [closed] = det.close_before(T0 + 181)
+    assert closed["evidence"]["state"] == "close" and closed["alert_id"] == raised[0]["alert_id"]
+    assert det.close_before(T0 + 10_000) == []
+
+
+def test_the_cooldown_never_holds_back_an_episodes_records() -> None:
+    records = episode_records(run(minutes([50, 50, 0, 50, 50, 0]), cooldown_windows=100))
+    assert len(records) == 4
+
+
+def test_surges_are_graded_by_ratio_and_volume() -> None:
+    def grade(base: int, spike: int) -> str:
+        [a] = surges(run(hours({"23/tcp": [base] * 8 + [spike]})))
+        assert a["evidence"]["state"] == "event"
+        return str(a["severity"])
+
+    # The floor is 200 packets; a surge is at least 5x its baseline.
+    assert grade(50, 300) == "info"  # 6x, 1.5x the floor: barely past the rule
+    assert grade(100, 1_500) == "warning"  # 15x, 7.5x the floor
+    assert grade(100, 2_500) == "critical"  # 25x, 12.5x the floor
+
+
+def test_a_two_minute_episode_is_opened_and_closed_when_it_ends() -> None:
+    det = AlertDetector()
+    raised = [a for w in minutes([40, 37]) for a in det.observe(w)]
+    assert raised == []  # a 61 s burst or two steady minutes: not known until the run ends
+    records = [a for w in minutes([0], start=T0 + 120) for a in det.observe(w)]
+    assert [a["evidence"]["state"] for a in records] == ["open", "close"]
+    assert records[0]["evidence"]["packets_per_minute"] == "77.0"
+
+
+def test_every_planted_dos_episode_of_the_simulator_is_one_alert_graded_by_its_rate() -> None:
+    """The demo's quarter, four days of it, through the worker's count and merge stages."""
+    codec, settings = Codec(), WorkerSettings()
+    # Thresholds that cut the simulator's 40-240 packets/min (at its /24) into three grades.
+    detector = AlertDetector(AlertThresholds(backscatter_warning_pps=25e6, backscatter_critical_pps=35e6))
+    local = LocalCounting(settings, 2, 1, detector, keep_log=False)
+    sim = simulate_quarter("2022Q2", packets_per_day=20_000, prefix="198.51.100.0/24", days=4, seed=0)
+    with GeoResolver.default() as geo:
+        enricher = Enricher(geo, ServiceRegistry.load(), SourceVerdicts(), codec)
+        for offset, batch in enumerate(sim.batches()):
+            decoded = codec.decode_packets(codec.encode_batch(batch))
+            e = enricher.enrich(decoded, "test", 0, offset)
+            local.publish(enricher.frames(e, 2, int(decoded["ts"].max())))
+            local.run()
+    local.idle(0)
+    local.run()
+    records = episode_records_all(local.alerts + detector.close_before(2**62))
+    planted = [
+        (v["victim"], ep)
+        for v in sim.ground_truth().to_dict()["backscatter"]["victims"]
+        for ep in v["episodes"]
+    ]
+    assert len(planted) >= 20
+    claimed: set[str] = set()
+    rates, grades = [], []
+    for victim, ep in planted:
+        start, end = (datetime.fromisoformat(ep[k]).timestamp() for k in ("start", "end"))
+        ids = {
+            a["alert_id"]
+            for a in records
+            if a["key"] == victim
+            and a["window_start"].timestamp() <= end
+            and a["window_end"].timestamp() > start
+        }
+        assert len(ids) == 1, (victim, ep)
+        mine = [a for a in records if a["alert_id"] in ids]
+        assert mine[0]["evidence"]["state"] == "open"
+        assert mine[-1]["evidence"]["state"] == "close"
+        claimed |= ids
+        rates.append(ep["packets"] / ep["seconds"] * 60)
+        grades.append(SEVERITIES.index(mine[-1]["severity"]))
+    assert claimed == {a["alert_id"] for a in records}  # no episode alert without a planted episode
+    assert len(set(grades)) == 3
+    # Severity grows with the planted rate: every grade's mean rate above the one below it,
+    # and nearly every pair of episodes of different grades in the order of their rates.
+    means = [np.mean([r for r, g in zip(rates, grades, strict=True) if g == k]) for k in range(3)]
+    assert means[0] < means[1] < means[2]
+    pairs = [
+        (r1 < r2) == (g1 < g2)
+        for r1, g1 in zip(rates, grades, strict=True)
+        for r2, g2 in zip(rates, grades, strict=True)
+        if g1 != g2
+    ]
+    assert sum(pairs) / len(pairs) > 0.9
+
+
+def episode_records_all(alerts: list[dict]) -> list[dict]:
+    return [a for a in alerts if a["kind"] == "backscatter_episode"]
 
 
 # Baselines over a span of event time -------------------------------------------------------

@@ -58,3 +58,21 @@ def test_with_nothing_committed_a_commit_starts_at_the_partition_start(tmp_path:
     assert _commit_after(tmp_path, [0, 1], committed=None) == 2
     # Retention deleted the first 100 messages: they are not waited for.
     assert _commit_after(tmp_path, [100, 101], committed=None, log_start=100) == 102
+
+
+def test_a_message_an_agent_read_past_faust_counts_as_acked(tmp_path: Path) -> None:
+    async def run() -> int | None:
+        app = faust_app(WorkerSettings(data_dir=tmp_path), KafkaSettings(bootstrap="127.0.0.1:1"))
+        consumer = app.consumer
+        tp = TP("darkscope.counts", 1)
+        consumer._committed_offset[tp] = 10
+        consumer._acked[tp] = [11, 12]
+        consumer._acked_index[tp] = {11, 12}
+        assert consumer._new_offset(tp) is None  # 10 never delivered
+        consumer.processed(tp, 10)
+        consumer.processed(tp, 10)  # twice is once
+        consumer.processed(tp, 9)  # below the committed offset: ignored
+        offset: int | None = consumer._new_offset(tp)
+        return offset
+
+    assert asyncio.run(run()) == 13

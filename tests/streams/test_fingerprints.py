@@ -9,6 +9,9 @@ from hypothesis import strategies as st
 from schemas.batch import PacketBatch
 from schemas.fingerprints import Fingerprint
 from streams.fingerprints import (
+    CONFIRM_AT_ONCE_BITS,
+    RULES,
+    SEVERAL,
     ZMAP41_OPTION_KINDS,
     SourceVerdicts,
     backscatter,
@@ -17,10 +20,12 @@ from streams.fingerprints import (
     mirai,
     nmap_syn,
     packet_flags,
+    packet_rules,
     zmap,
 )
 
 DST = 0xC6336407  # 198.51.100.7
+MSS_ONLY = 0x02 << 56  # option kinds: the MSS alone
 
 
 def one(**fields: int) -> PacketBatch:
@@ -58,9 +63,29 @@ def test_mirai_flag_clear_when_seq_differs_or_not_a_bare_syn() -> None:
 
 def test_old_zmap_matches_ip_id_54321_with_window_65535() -> None:
     assert zmap(one(ip_id=54321, tcp_window=65535))[0]
-    assert zmap(one(ip_id=54321, tcp_window=65535, tcp_opt_len=4, tcp_mss=1460))[0]
+    assert zmap(one(ip_id=54321, tcp_window=65535, tcp_opt_len=4, tcp_opt_kinds=MSS_ONLY, tcp_mss=1460))[0]
     assert not zmap(one(ip_id=54321, tcp_window=1024))[0]
     assert not zmap(one(ip_id=54321, tcp_window=65535, ip_flags=2))[0]  # DF set
+    # MSS 536 / 1424: seen in the shared RRSIG capture, never written by stock ZMap.
+    for mss in (536, 1424):
+        assert not zmap(
+            one(ip_id=54321, tcp_window=65535, tcp_opt_len=4, tcp_opt_kinds=MSS_ONLY, tcp_mss=mss)
+        )[0]
+
+
+def test_ip_id_54321_alone_is_no_fingerprint() -> None:
+    # The Nmap probe of the shared SYN scan that carries 54321 by chance: window 1024, MSS 1460.
+    nmap_probe = one(
+        ip_id=54321, tcp_window=1024, ttl=48, tcp_opt_len=4, tcp_opt_kinds=MSS_ONLY, tcp_mss=1460
+    )
+    assert packet_flags(nmap_probe)[0] == Fingerprint.NMAP_SYN
+    assert not packet_flags(one(ip_id=54321))[0]  # an ordinary SYN with the id by chance
+
+
+def test_a_syn_with_any_other_flag_matches_no_scanner() -> None:
+    for extra in (0x01, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0xC0):  # FIN RST PSH ACK URG ECE CWR
+        b = one(tcp_flags=0x02 | extra, ip_id=54321, tcp_window=65535)
+        assert not zmap(b)[0] and not mirai(one(tcp_flags=0x02 | extra, tcp_seq=DST))[0], extra
 
 
 def test_zmap_41_matches_its_fixed_option_bytes_and_ttl_64() -> None:
@@ -77,14 +102,18 @@ def test_zmap_41_matches_its_fixed_option_bytes_and_ttl_64() -> None:
     # Windows sends the same option layout, but with TTL 128 and another window.
     assert not zmap(one(**{**fields, "ttl": 120}))[0]
     assert not zmap(one(**{**fields, "tcp_window": 64240}))[0]
+    assert not zmap(one(**{**fields, "ip_flags": 2}))[0]  # ZMap's ip_off = 0: DF clear
 
 
-def test_masscan_ip_id_is_dst_xor_dport_xor_seq() -> None:
+def test_masscan_ip_id_is_dst_xor_dport_xor_seq_with_its_ttl_and_window() -> None:
     seq, dport = 0xDEADBEEF, 445
     ip_id = (DST ^ dport ^ seq) & 0xFFFF
-    assert masscan(one(tcp_seq=seq, dport=dport, ip_id=ip_id, ttl=250, tcp_window=1024))[0]
-    assert not masscan(one(tcp_seq=seq, dport=dport, ip_id=ip_id ^ 1, ttl=250))[0]
-    assert not masscan(one(tcp_seq=seq, dport=dport, ip_id=ip_id, ttl=60))[0]  # TTL 64 source
+    probe = {"tcp_seq": seq, "dport": dport, "ip_id": ip_id, "ttl": 250}
+    assert masscan(one(**probe, tcp_window=1024))[0]  # before 4f89257: no options
+    assert masscan(one(**probe, tcp_window=1025, tcp_opt_len=4, tcp_opt_kinds=MSS_ONLY, tcp_mss=1460))[0]
+    assert not masscan(one(**probe, tcp_window=29200))[0]  # the window is fixed in the template
+    assert not masscan(one(**{**probe, "ip_id": ip_id ^ 1}, tcp_window=1024))[0]
+    assert not masscan(one(**{**probe, "ttl": 60}, tcp_window=1024))[0]  # TTL 64 source
 
 
 def test_backscatter_is_synack_rst_and_icmp_replies() -> None:
@@ -99,8 +128,8 @@ def test_backscatter_is_synack_rst_and_icmp_replies() -> None:
 
 
 def test_nmap_syn_window_1024_with_mss_1460_only() -> None:
-    assert nmap_syn(one(tcp_window=1024, tcp_opt_len=4, tcp_mss=1460))[0]
-    assert nmap_syn(one(tcp_window=3072, ttl=42, tcp_opt_len=4, tcp_mss=1460))[0]  # 1024*(42%4+1)
+    assert nmap_syn(one(tcp_window=1024, tcp_opt_len=4, tcp_opt_kinds=MSS_ONLY, tcp_mss=1460))[0]
+    assert nmap_syn(one(tcp_window=3072, ttl=42, tcp_opt_len=4, tcp_opt_kinds=MSS_ONLY, tcp_mss=1460))[0]
     assert not nmap_syn(one(tcp_window=1024))[0]  # no MSS: that is masscan's shape
 
 
@@ -127,6 +156,68 @@ def test_ordinary_syns_match_nothing() -> None:
     assert int(np.count_nonzero(packet_flags(b))) == 0
 
 
+def test_every_rule_states_its_evidence_and_strong_ones_confirm_at_once() -> None:
+    confirm = {r.name: r.confirm for r in RULES}
+    assert confirm == {
+        "mirai": 1,  # 32-bit key
+        "zmap_pre41": 1,  # 16-bit key and the whole template
+        "zmap41": SEVERAL,  # a shape, no key: ZMap randomised its IP id to stop fingerprinting
+        "masscan": 1,  # 16-bit cookie, TTL and window
+        "backscatter": 1,
+        "nmap_syn": SEVERAL,
+        "icmp_echo_scan": 1,
+    }
+    for r in RULES:
+        bits = r.bits
+        assert (bits is None or bits >= CONFIRM_AT_ONCE_BITS) == (r.confirm == 1), r.name
+        assert bits is None or bits >= r.key_bits, r.name
+
+
+def _zmap41_batch(src: int, n: int, match: bool) -> PacketBatch:
+    """ZMap >= 4.1 probes from ``src`` (a weak rule), or the same SYNs with a Windows window."""
+    b = PacketBatch.zeros("s", 0, n)
+    c = b.columns
+    c["ip_version"][:], c["protocol"][:], c["tcp_flags"][:] = 4, 6, 2
+    c["src"][:] = src
+    c["dst"][:] = DST + np.arange(n, dtype=np.uint32)
+    c["tcp_opt_len"][:], c["tcp_opt_kinds"][:] = 12, ZMAP41_OPTION_KINDS
+    c["tcp_mss"][:], c["tcp_wscale"][:], c["ttl"][:] = 1460, 8, 55
+    c["tcp_window"][:] = 65535 if match else 64240
+    return b
+
+
+def update(v: SourceVerdicts, b: PacketBatch) -> np.ndarray:
+    return v.update(b, packet_rules(b))
+
+
+def test_one_full_template_probe_confirms_its_source() -> None:
+    verdicts = SourceVerdicts()
+    b = _masscan_batch(0x0A000001, 1, match=True)
+    assert update(verdicts, b)[0] & Fingerprint.MASSCAN
+    old_zmap = one(src=0x0A000002, ip_id=54321, tcp_window=65535)
+    assert update(verdicts, old_zmap)[0] & Fingerprint.ZMAP
+    assert verdicts.confirmed(Fingerprint.MASSCAN) == {0x0A000001}
+    assert verdicts.confirmed(Fingerprint.ZMAP) == {0x0A000002}
+
+
+def test_source_confirmed_by_a_weak_rule_only_after_several_matches() -> None:
+    verdicts = SourceVerdicts()
+    first = _zmap41_batch(0x0A000001, SEVERAL - 1, match=True)
+    assert not update(verdicts, first).any()
+    second = _zmap41_batch(0x0A000001, 5, match=True)
+    assert (update(verdicts, second) & Fingerprint.ZMAP).all()
+    assert verdicts.confirmed(Fingerprint.ZMAP) == {0x0A000001}
+
+
+def test_a_weak_rule_matching_now_and_then_never_confirms() -> None:
+    verdicts = SourceVerdicts(min_ratio=0.5)
+    noisy = _zmap41_batch(0x0B000001, 1000, match=False)
+    lucky = _zmap41_batch(0x0B000001, 1, match=True)
+    for b in (noisy, lucky, noisy, lucky, noisy, lucky, noisy):  # 3 matches in 4003
+        update(verdicts, b)
+    assert verdicts.confirmed(Fingerprint.ZMAP) == set()
+
+
 def _masscan_batch(src: int, n: int, match: bool) -> PacketBatch:
     b = PacketBatch.zeros("s", 0, n)
     c = b.columns
@@ -138,64 +229,43 @@ def _masscan_batch(src: int, n: int, match: bool) -> PacketBatch:
     c["dport"][:] = 445
     c["tcp_seq"][:] = np.arange(n, dtype=np.uint32) * 7919
     c["ttl"][:] = 249
+    c["tcp_window"][:] = 1024
     ids = (c["dst"] ^ c["dport"].astype(np.uint32) ^ c["tcp_seq"]) & 0xFFFF
     c["ip_id"][:] = ids if match else ids ^ 1
     return b
 
 
-def test_source_confirmed_as_masscan_only_after_several_matches() -> None:
-    verdicts = SourceVerdicts(min_matches=3)
-    first = _masscan_batch(0x0A000001, 2, match=True)
-    assert not verdicts.update(first, packet_flags(first)).any()
-    second = _masscan_batch(0x0A000001, 5, match=True)
-    v = verdicts.update(second, packet_flags(second))
-    assert (v & Fingerprint.MASSCAN).all()
-    assert verdicts.confirmed(Fingerprint.MASSCAN) == {0x0A000001}
-
-
-def test_one_chance_match_among_many_packets_never_confirms() -> None:
-    verdicts = SourceVerdicts(min_matches=3, min_ratio=0.5)
-    noisy = _masscan_batch(0x0B000001, 1000, match=False)
-    lucky = _masscan_batch(0x0B000001, 1, match=True)
-    for b in (noisy, lucky, noisy, lucky, noisy, lucky, noisy):  # 3 chance matches in 4003
-        verdicts.update(b, packet_flags(b))
-    assert verdicts.confirmed(Fingerprint.MASSCAN) == set()
-
-
 def test_mirai_source_confirmed_on_first_match() -> None:
     verdicts = SourceVerdicts()
-    b = one(tcp_seq=DST)
-    assert verdicts.update(b, packet_flags(b))[0] & Fingerprint.MIRAI
+    assert update(verdicts, one(tcp_seq=DST))[0] & Fingerprint.MIRAI
 
 
 def test_verdicts_forget_the_least_recently_seen_sources_beyond_capacity() -> None:
     verdicts = SourceVerdicts(capacity=2)
     for src in (0x0A000001, 0x0A000002, 0x0A000001, 0x0A000003):  # .2 is the least recent
-        b = one(src=src, tcp_seq=DST)
-        verdicts.update(b, packet_flags(b))
+        update(verdicts, one(src=src, tcp_seq=DST))
     assert len(verdicts) == 2
     assert verdicts.confirmed(Fingerprint.MIRAI) == {0x0A000001, 0x0A000003}
-    again = one(src=0x0A000003, tcp_seq=DST)
-    assert verdicts.update(again, packet_flags(again))[0] & Fingerprint.MIRAI
+    assert update(verdicts, one(src=0x0A000003, tcp_seq=DST))[0] & Fingerprint.MIRAI
 
 
 @given(st.lists(st.tuples(st.integers(0, 7), st.booleans()), min_size=1, max_size=120))
 @settings(max_examples=80, deadline=None)
 def test_verdicts_equal_a_per_source_reference_over_batches(stream: list[tuple[int, bool]]) -> None:
-    """Masscan confirmation, fed in batches of 5, equals the rule applied source by source."""
-    verdicts = SourceVerdicts(min_matches=3, min_ratio=0.5)
+    """A weak rule's confirmation, fed in batches of 5, equals the rule applied source by source."""
+    verdicts = SourceVerdicts(min_ratio=0.5)
     seen: dict[int, list[int]] = {}  # source -> [packets since first match, matches]
     confirmed: set[int] = set()  # confirmation is sticky
     for start in range(0, len(stream), 5):
         chunk = stream[start : start + 5]
-        b = PacketBatch.concat([_masscan_batch(0x0C000000 + s, 1, match=m) for s, m in chunk], "s", start)
-        got = verdicts.update(b, packet_flags(b))
+        b = PacketBatch.concat([_zmap41_batch(0x0C000000 + s, 1, match=m) for s, m in chunk], "s", start)
+        got = update(verdicts, b)
         for s, m in chunk:
             if m or s in seen:
                 counts = seen.setdefault(s, [0, 0])
                 counts[0] += 1
                 counts[1] += int(m)
-        confirmed |= {0x0C000000 + s for s, (n, k) in seen.items() if k >= 3 and k >= 0.5 * n}
-        assert verdicts.confirmed(Fingerprint.MASSCAN) == confirmed
-        flagged = {int(x) for x in b["src"][(got & Fingerprint.MASSCAN) != 0].tolist()}
+        confirmed |= {0x0C000000 + s for s, (n, k) in seen.items() if k >= SEVERAL and k >= 0.5 * n}
+        assert verdicts.confirmed(Fingerprint.ZMAP) == confirmed
+        flagged = {int(x) for x in b["src"][(got & Fingerprint.ZMAP) != 0].tolist()}
         assert flagged == {int(x) for x in b["src"].tolist()} & confirmed

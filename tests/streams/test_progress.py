@@ -78,3 +78,32 @@ def test_count_backlog_is_the_batches_enriched_and_not_yet_counted_on_the_slowes
     # A counts partition and a packets partition moved away: no longer measured.
     b.forget({1}, {0})
     assert b.behind() == 0
+
+
+def test_silence_while_the_broker_was_out_of_sight_is_no_idleness() -> None:
+    now = [0.0]
+    p = _progress(now)
+    p.batch(0, 9, 1)
+    now[0] = 1.0
+    assert p.looked(blind_after=5.0)
+    # The broker is down for 20 s: the check cannot run (or blocks) all that time.
+    now[0] = 21.0
+    assert not p.looked(blind_after=5.0)
+    # Caught up and 20 s since the last batch, but the sensor's held batches may still come.
+    assert not p.idle_due(0, True)
+    now[0] = 23.0
+    assert p.looked(blind_after=5.0) and not p.idle_due(0, True)
+    now[0] = 24.5  # idle_after (3 s) of silence with the broker in sight
+    assert p.looked(blind_after=5.0) and p.idle_due(0, True)
+
+
+def test_a_partition_never_seen_waits_idle_after_from_the_broker_coming_back() -> None:
+    now = [0.0]
+    p = _progress(now)
+    now[0] = 30.0
+    assert not p.looked(blind_after=5.0)
+    assert not p.idle_due(2, True)
+    now[0] = 33.0
+    assert p.looked(blind_after=5.0)
+    now[0] = 33.5
+    assert p.looked(blind_after=5.0) and p.idle_due(2, True)

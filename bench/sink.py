@@ -49,7 +49,7 @@ from producers.sim.simulate import simulate_quarter
 from schemas.codec import Codec
 from sinks.arrow import EnrichedColumns, arrow_table, columns_from_record
 from sinks.native import native_block
-from sinks.schema import MIGRATIONS, RAW_PART_SETTINGS
+from sinks.schema import RAW_PART_SETTINGS
 from sinks.sink import Sink
 from sinks.store import Store
 from streams.enrich import Enricher
@@ -115,11 +115,16 @@ def fresh_database(dsn: str, name: str, table_only: bool = False) -> Store:
     with Store.open(dsn) as admin:
         admin.client.command(f"CREATE DATABASE {name}")
     store = Store.open(dsn, database=name)
+    store.migrate()
     if table_only:
-        for statement in [*MIGRATIONS[0].statements, RAW_PART_SETTINGS]:
-            store.client.command(statement)
-    else:
-        store.migrate()
+        # The raw table as every migration left it, without the views an insert feeds.
+        views = store.query(
+            "SELECT name FROM system.tables "
+            "WHERE database = currentDatabase() AND engine = 'MaterializedView'"
+        ).result_rows
+        for (view,) in views:
+            store.client.command(f"DROP VIEW {view}")
+        store.client.command(RAW_PART_SETTINGS)
     return store
 
 

@@ -47,6 +47,9 @@ class TopicNames(BaseSettings):
     )
     alerts: str = Field("darkscope.alerts", description="Real-time alerts (Avro).")
     sensors: str = Field("darkscope.sensors", description="Sensor health records.")
+    scans: str = Field(
+        "darkscope.scans", description="Ended scan events, keyed by source (Avro; darkscope scans publish)."
+    )
     deadletter: str = Field("darkscope.deadletter", description="Undecodable or rejected messages.")
 
     def all(self) -> list[str]:
@@ -58,6 +61,7 @@ class TopicNames(BaseSettings):
             self.windows,
             self.alerts,
             self.sensors,
+            self.scans,
             self.deadletter,
         ]
 

@@ -13,6 +13,7 @@ __all__ = [
     "PACKET_EVENT",
     "PARTIAL_COUNTS",
     "RECORD_NAMES",
+    "SCAN_EVENT",
     "SENSOR_HEALTH",
     "WINDOW_COUNTS",
 ]
@@ -24,6 +25,7 @@ PARTIAL_COUNTS = "darkscope.PartialCounts"  # darkscope.counts
 WINDOW_COUNTS = "darkscope.WindowCounts"  # darkscope.windows
 ALERT = "darkscope.Alert"  # darkscope.alerts
 SENSOR_HEALTH = "darkscope.SensorHealth"  # darkscope.sensors
+SCAN_EVENT = "darkscope.ScanEvent"  # darkscope.scans: an ended scan event (darkscope scans publish)
 DEAD_LETTER = "darkscope.DeadLetter"  # darkscope.deadletter
 
 RECORD_NAMES = (
@@ -34,5 +36,6 @@ RECORD_NAMES = (
     WINDOW_COUNTS,
     ALERT,
     SENSOR_HEALTH,
+    SCAN_EVENT,
     DEAD_LETTER,
 )

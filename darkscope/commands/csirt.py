@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from core.settings import SinkSettings
-from darkscope.options import SettingOption, build, dsn_option
+from darkscope.options import SettingOption, bootstrap_option, build, dsn_option
 
 __all__ = [
     "min_packets_option",
@@ -126,9 +126,8 @@ def _day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> dat
 
 
 # Options these commands and `darkscope report` share: one decorator, one meaning each.
-since_option = click.option(
-    "--since", required=True, callback=_day, metavar="DATE", help="First day (2022-04-01, or today; UTC)."
-)
+_SINCE_HELP = "First day (2022-04-01, or today; UTC)."
+since_option = click.option("--since", required=True, callback=_day, metavar="DATE", help=_SINCE_HELP)
 until_option = click.option(
     "--until", callback=_day, metavar="DATE", help="Last day, inclusive (default: today, UTC)."
 )
@@ -243,10 +242,7 @@ def notify(
 _PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
 
 
-@click.command()
-@since_option
-@until_option
-@click.option(
+_idle_option = click.option(
     "--idle",
     cls=SettingOption,
     settings_cls=SinkSettings,
@@ -254,6 +250,19 @@ _PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
     type=click.IntRange(min=60),
     metavar="SECONDS",
 )
+
+
+# A group that is also the listing: `darkscope scans --since DATE` lists, `darkscope scans
+# publish` publishes; --since is required only when listing.
+@click.group(invoke_without_command=True)
+@click.option(
+    "--since",
+    callback=_day,
+    metavar="DATE",
+    help=_SINCE_HELP,  # required to list: checked below
+)
+@until_option
+@_idle_option
 @min_packets_option
 @click.option(
     "--limit",
@@ -264,11 +273,23 @@ _PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
     help="Rows shown, largest scans first (0: all).",
 )
 @dsn_option
+@click.pass_context
 def scans(
-    since: date, until: date | None, idle: int | None, min_packets: int, limit: int, dsn: str | None
+    ctx: click.Context,
+    since: date | None,
+    until: date | None,
+    idle: int | None,
+    min_packets: int,
+    limit: int,
+    dsn: str | None,
 ) -> None:
     """List the scans that started on the days given: a source's packets on one protocol until it
-    was silent for the idle timeout (Merit darknet-events style)."""
+    was silent for the idle timeout (Merit darknet-events style). `scans publish` puts the ended
+    ones on the darkscope.scans topic."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if since is None:
+        raise click.UsageError("Missing option '--since'.", ctx)
     from datetime import UTC, datetime, timedelta
 
     from rich.table import Table
@@ -315,3 +336,59 @@ def scans(
             "open" if e.open else "",
         )
     _console().print(table)
+
+
+@scans.command("publish")
+@_idle_option
+@click.option(
+    "--follow",
+    is_flag=True,
+    help="Keep publishing: a run every --every seconds until interrupted (Ctrl-C).",
+)
+@click.option(
+    "--every",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds between runs with --follow.",
+)
+@dsn_option
+@bootstrap_option
+def scans_publish(
+    idle: int | None, follow: bool, every: float, dsn: str | None, bootstrap: str | None
+) -> None:
+    """Publish each scan event that has ended (its last packet more than the idle timeout before
+    the newest packet stored) and was not published before, on darkscope.scans (Avro ScanEvent,
+    keyed by source; at least once, a repeat has the same id)."""
+    import time
+
+    from core.publisher import Publisher
+    from core.settings import KafkaSettings, TopicNames
+    from core.topics import ensure_topics
+    from sinks.scanpublish import publish_ended
+
+    settings = build(SinkSettings, dsn=dsn, scan_idle=idle)
+    kafka = build(KafkaSettings, bootstrap=bootstrap)
+    topic = build(TopicNames).scans
+    ensure_topics(kafka, [topic])
+    publisher = Publisher(kafka.bootstrap)
+    try:
+        while True:
+            # Opened per run: an embedded chDB store is then free for others between runs.
+            with _open_store(settings.dsn) as store:
+                run = publish_ended(store, publisher, topic, settings.scan_idle)
+            ended = run.ended_before
+            click.echo(
+                f"{run.published} scan events published to {topic} (idle timeout {settings.scan_idle} s); "
+                + (
+                    f"every scan that ended before {ended:%Y-%m-%d %H:%M:%S} is on the topic"
+                    if ended
+                    else "no scan has ended yet"
+                )
+            )
+            if not follow:
+                return
+            time.sleep(every)
+    except KeyboardInterrupt:
+        click.echo("stopped")

@@ -10,15 +10,17 @@ import pytest
 from core.settings import KafkaSettings
 from core.topics import admin_client
 from darkscope.demo import DemoPlan, run_demo
-from tests.conftest import REPO, broker_settings_for_tests
+from tests.conftest import broker_settings_for_tests
 from tests.kafka_helpers import drop_topics
+from tests.producers.pktbuild import shared_captures
 
-CAPTURES = REPO.parent / "shared" / "captures"
+CAPTURES = shared_captures()
 # Packets each capture holds (../shared/captures/README.md, counted with tshark and dpkt).
 SYNSCAN, REFLECTION = ("synscan.pcapng", 2011), ("amp.TCP.reflection.SYNACK.pcap", 7996)
 
 
 @pytest.mark.broker
+@pytest.mark.skipif(not CAPTURES.is_dir(), reason=f"the shared captures are not at {CAPTURES}")
 def test_demo_on_two_shared_captures_writes_the_report_of_each_quarter_they_cover(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:

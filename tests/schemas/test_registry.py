@@ -54,6 +54,7 @@ SHIPPED = {
     "darkscope.PacketBatch": "bc790b0008729ada",
     "darkscope.PacketEvent": "1a0ab22ee451d527",
     "darkscope.PartialCounts": "a4fd1122c45876ae",
+    "darkscope.ScanEvent": "5bf0b359be7e50ca",
     "darkscope.SensorHealth": "1e1b67fc7ec7e9bc",
     "darkscope.WindowCounts": "d89d82ab95a9bbdb",
 }

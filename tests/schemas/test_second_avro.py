@@ -37,6 +37,7 @@ from schemas.names import (
     PACKET_EVENT,
     PARTIAL_COUNTS,
     RECORD_NAMES,
+    SCAN_EVENT,
     SENSOR_HEALTH,
     WINDOW_COUNTS,
 )
@@ -55,7 +56,7 @@ T0 = datetime(2022, 4, 1, 12, 0, tzinfo=UTC)
 STRUCT_CODES = {("i", 8): "q", ("u", 1): "B", ("u", 2): "H", ("u", 4): "I", ("u", 8): "Q"}
 # Topics whose messages have a key: the UTF-8 bytes of this string field of the record
 # (producers/sensor.py, streams/app.py). The others are unkeyed.
-KEY_FIELDS = {SENSOR_HEALTH: "sensor_id", WINDOW_COUNTS: "kind", ALERT: "key"}
+KEY_FIELDS = {SENSOR_HEALTH: "sensor_id", WINDOW_COUNTS: "kind", ALERT: "key", SCAN_EVENT: "source"}
 
 
 # -- the schemas, as a client outside darkscope reads them --------------------------------------
@@ -311,6 +312,19 @@ def frames(name: str) -> list[bytes]:
         return [CODEC.encode(ALERT, alert()), CODEC.encode(ALERT, {**alert(), "sensor_id": "s1"})]
     if name == SENSOR_HEALTH:
         return [CODEC.encode(SENSOR_HEALTH, sensor_health())]
+    if name == SCAN_EVENT:  # as sinks.scanpublish makes them
+        return [
+            CODEC.encode(
+                SCAN_EVENT,
+                {
+                    "id": "2001:db8::7/58/1648814405123", "source": "2001:db8::7", "protocol": 58,
+                    "start": datetime(2022, 4, 1, 12, 0, 5, 123000, tzinfo=UTC), "end": T0.replace(hour=13),
+                    "packets": 2**33, "destinations": 70_000, "ports": 1, "fp_flags": 2**15,
+                    "fp_verdict": 3, "sensors": ["capteur-é1", "s2"], "region": "JP", "asn": 2**32 - 1,
+                    "idle": 600,
+                },
+            )
+        ]  # fmt: skip
     if name == PARTIAL_COUNTS:
         u32 = np.array([0, 1], np.uint32)
         minute = np.array([1_648_814_400, 1_648_814_460], np.int64)

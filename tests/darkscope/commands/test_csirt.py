@@ -114,3 +114,6 @@ def test_scans_lists_the_scans_started_on_a_day_cut_at_the_idle_timeout(tmp_path
     assert "0 scans started" in none.output
     help_text = runner.invoke(main, ["scans", "--help"]).output
     assert "DARKSCOPE_SINK_SCAN_IDLE" in help_text
+    assert "publish" in help_text  # `darkscope scans publish`: tests/sinks/test_scanpublish.py
+    missing = runner.invoke(main, ["scans", "--dsn", dsn])
+    assert missing.exit_code == 2 and "Missing option '--since'" in missing.output

@@ -159,7 +159,8 @@ def counted_packets(bootstrap: str, changelog: str, data_end: int) -> int:
     lo = {p: a for p, (a, _) in marks.items()}
     for msg in read_range(bootstrap, changelog, lo, {p: b for p, (_, b) in marks.items()}):
         key = msg.key() or b""
-        if key.startswith(b"sensor|1h|") and int(key.split(b"|")[2]) < data_end:
+        # (A tombstone is a window that left the table after the retention: not a count.)
+        if key.startswith(b"sensor|1h|") and int(key.split(b"|")[2]) < data_end and msg.value() is not None:
             latest[key] = msg.value() or b"{}"
     return sum(sum(orjson.loads(v)["packets"]) for v in latest.values())
 

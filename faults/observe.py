@@ -100,7 +100,7 @@ def window_cells(bootstrap: str, app_id: str) -> Counter[Cell]:
     last: dict[bytes, bytes] = {}
     for m in read_all(bootstrap, topic):
         if m.value() is None:
-            last.pop(m.key() or b"", None)  # a tombstone: the window left the table
+            continue  # a tombstone: the window left the table after the retention, still counted
         else:
             last[m.key() or b""] = bytes(m.value() or b"")
     out: Counter[Cell] = Counter()

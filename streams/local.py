@@ -27,6 +27,19 @@ from streams.takeover import decode_replay_point, replay_key
 __all__ = ["LocalCounting"]
 
 
+class ChangelogTable(dict[bytes, bytes]):
+    """A dict in the Faust table's place that also keeps what its changelog shows a reader from
+    the start: the last value written to each key, also after the key left the table."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: dict[bytes, bytes] = {}
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        super().__setitem__(key, value)
+        self.written[key] = value
+
+
 @dataclass
 class LocalCounting:
     """Counts partitions, windows partitions, their owners and the ``window_counts`` table."""
@@ -36,7 +49,7 @@ class LocalCounting:
     packets_partitions: int
     detector: AlertDetector
     codec: Codec = field(default_factory=Codec)
-    table: dict[bytes, bytes] = field(default_factory=dict)
+    table: ChangelogTable = field(default_factory=ChangelogTable)
     counts_log: list[list[bytes]] = field(default_factory=list)
     windows_log: list[list[tuple[bytes, bytes]]] = field(default_factory=list)
     counters: dict[int, ShardCounter] = field(default_factory=dict)

@@ -33,7 +33,7 @@ import numpy.typing as npt
 from schemas.windowcounts import WindowCounts
 from schemas.windowrows import MINUTE, NEVER, SIZES, WindowRows
 from streams.alerts import SURGE_KINDS, AlertDetector
-from streams.takeover import ReplayPoint, published_until, replay_key
+from streams.takeover import ReplayPoint, published_until, replay_key, window_keys
 from streams.watermark import FLUSH
 from streams.windows import ValueIds
 from streams.windowstore import MinuteBundles
@@ -153,6 +153,10 @@ class WindowMerger:
         self.final_before = NEVER  # windows before this were published by a previous owner
         self.point = ReplayPoint(partition)
         self.bundles = MinuteBundles(table.get)
+        # The table keys of this kind's windows (an hour window, or an hour of minute windows)
+        # with the end of the hour they cover: deleted once no counts partition can correct
+        # them, so the table (in memory) holds the retention, not every window ever closed.
+        self._keys: dict[bytes, int] = {}
         self.published_until = {"1m": NEVER, "1h": NEVER}
         self.published_windows = 0
         self.corrections = 0
@@ -166,6 +170,7 @@ class WindowMerger:
         again. Returns the number of messages re-read."""
         self.final_before = self.point.final_before = final_before
         self.published_until = published_until(self.table, self.kind)
+        self._keys.update(window_keys(self.table, self.kind))
         n = 0
         for offset, msg in messages:
             self.add(msg, offset)
@@ -261,6 +266,9 @@ class WindowMerger:
             chunks[:] = keep
         self._revision = {k: r for k, r in self._revision.items() if k // 2 >= horizon - 3600}
         self.bundles.forget(self.kind, horizon)
+        for key in [k for k, end in self._keys.items() if end <= horizon]:
+            del self._keys[key]
+            self.table.pop(key, None)  # a tombstone in the changelog
         point = self.point.advance(horizon)
         if point is not None:
             self.table[replay_key(self.kind)] = point
@@ -305,6 +313,7 @@ class WindowMerger:
         columns = (merged.size, merged.start, merged.vid, merged.packets, merged.sources)
         for key, value in self.bundles.writes_rows(self.kind, self.dictionary.names(), columns, revisions):
             self.table[key] = value
+            self._keys[key] = int(key.rsplit(b"|", 1)[1]) + 3600
         self.published_windows += _count_windows(merged)
         if not first_time:
             return []

@@ -62,6 +62,7 @@ __all__ = [
     "read_partition_async",
     "replay_messages",
     "replay_key",
+    "window_keys",
 ]
 
 logger = logging.getLogger(__name__)
@@ -131,6 +132,18 @@ def decode_replay_point(value: bytes | None, partition: int) -> tuple[int, int]:
     if int(point["partition"]) != partition:
         return NEVER, 0
     return int(point["final_before"]), int(point["offset"])
+
+
+def window_keys(table: Mapping[bytes, bytes], kind: str) -> dict[bytes, int]:
+    """The table keys of ``kind``'s windows (not its replay point), with the end of the hour each
+    covers (an hour window, or an hour of minute windows)."""
+    prefix = f"{kind}|".encode()
+    out = {}
+    for key in table:
+        parts = key.split(b"|")
+        if key.startswith(prefix) and len(parts) == 3:
+            out[key] = int(parts[2]) + 3600
+    return out
 
 
 def published_until(table: Mapping[bytes, bytes], kind: str) -> dict[str, int]:

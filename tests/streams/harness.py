@@ -148,8 +148,8 @@ def windows(bootstrap: str, app_id: str) -> dict[tuple[str, str, int], dict[str,
         return out  # the changelog topic appears with the first window
     for m in read_all(bootstrap, topic):
         parts = (m.key() or b"").decode().split("|")
-        if len(parts) != 3:
-            continue  # a kind's replay point (streams.takeover)
+        if len(parts) != 3 or m.value() is None:
+            continue  # a kind's replay point (streams.takeover), or a window that left the table
         kind, size, _ = parts
         w = orjson.loads(m.value() or b"{}")
         # An hour window stands alone; minute windows come as the closed minutes of an hour.

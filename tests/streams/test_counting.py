@@ -107,7 +107,7 @@ def partials() -> list[list[PartialFrame]]:
 def reference(partials: list[list[PartialFrame]]) -> tuple[dict[Any, Any], list[str]]:
     """One owner of everything, four counts partitions."""
     lc = _run(4, partials)
-    return _windows(lc.table), [a["alert_id"] for a in lc.alerts]
+    return _windows(lc.table.written), [a["alert_id"] for a in lc.alerts]
 
 
 def test_every_packet_is_counted_once_and_the_surge_alerts(
@@ -126,7 +126,7 @@ def test_every_packet_is_counted_once_and_the_surge_alerts(
 def test_minute_windows_do_not_depend_on_the_partition_count(
     reference: tuple[dict[Any, Any], list[str]],
 ) -> None:
-    one = _windows(_run(1, [_frames(b, 1) for b in _batches()]).table)
+    one = _windows(_run(1, [_frames(b, 1) for b in _batches()]).table.written)
     wins, _ = reference
     assert set(one) == set(wins)
     for key, counts in one.items():
@@ -149,7 +149,7 @@ def test_a_close_sent_in_many_small_messages_publishes_the_same(
     _finish(lc)
     wins, ids = reference
     assert max(len(log) for log in lc.windows_log) > 200
-    assert _windows(lc.table) == wins
+    assert _windows(lc.table.written) == wins
     assert [a["alert_id"] for a in lc.alerts] == ids
     assert sum(m.corrections for m in lc.mergers.values()) == 0  # nothing published early
 
@@ -219,7 +219,7 @@ def test_a_new_owner_from_the_replay_points_ends_with_the_same_table(
         lc.run()
     _finish(lc)
     wins, ref_ids = reference
-    assert _windows(lc.table) == wins
+    assert _windows(lc.table.written) == wins
     ids = [a["alert_id"] for a in lc.alerts]
     assert len(ids) == len(set(ids)), "an alert was raised twice"
     assert set(ids) <= set(ref_ids)
@@ -239,14 +239,14 @@ def test_a_late_packet_corrects_its_published_window_with_the_next_revision() ->
     lc.publish(_frames((1, 0, later, codes[:1], addrs[:1], int(later.max())), 2))
     lc.idle(0)  # partition 0 falls silent: partition 1 alone moves the watermark on
     lc.run()
-    first = _windows(lc.table)[("port", "1m", H)]
+    first = _windows(lc.table.written)[("port", "1m", H)]
     assert first == {"23/tcp": (2, 2)}
     # Partition 0 speaks again with a packet of the closed minute, from a new source.
     late = np.array([H + 30], np.int64) * 10**9
     lc.publish(_frames((0, 1, late, codes[:1], np.array([3], np.uint64), int(ts0.max())), 2))
     lc.idle(0)  # and falls silent again: the reopened minute closes again
     lc.run()
-    minute = next(m for m in orjson.loads(lc.table[b"port|1m|%d" % H])["minutes"] if m["start"] == H)
+    minute = next(m for m in orjson.loads(lc.table.written[b"port|1m|%d" % H])["minutes"] if m["start"] == H)
     assert (minute["packets"], minute["sources"], minute["revision"]) == ([3], [3], 1)
     assert sum(m.corrections for m in lc.mergers.values()) >= 1
 
@@ -338,9 +338,9 @@ def test_closes_put_off_by_the_throttle_happen_on_the_timer_and_change_nothing(
         lc.publish(frames)
         lc.run()
         if i == 2:
-            first = len(_windows(lc.table))  # the first close (at clock 0)
+            first = len(_windows(lc.table.written))  # the first close (at clock 0)
         if i == 8:
-            assert len(_windows(lc.table)) == first, "closed again within the throttle"
+            assert len(_windows(lc.table.written)) == first, "closed again within the throttle"
         if i % 10 == 9:  # the timer fires with the clock moved on
             now[0] += 6.0
             lc.tick()
@@ -350,7 +350,7 @@ def test_closes_put_off_by_the_throttle_happen_on_the_timer_and_change_nothing(
     lc.tick()
     _finish(lc)
     wins, ids = reference
-    assert _windows(lc.table) == wins
+    assert _windows(lc.table.written) == wins
     assert [a["alert_id"] for a in lc.alerts] == ids
 
 
@@ -376,3 +376,16 @@ def test_published_windows_are_kept_while_a_counts_partition_can_still_correct_t
     merger.add(msg(1, H + 9000, H + 8000, 1, H + 8400), 4)
     result = merger.add(msg(1, H + 9000, H, 9, H + 8400), 5)
     assert result.too_late == 1 and result.corrected == 0
+
+
+def test_the_table_holds_the_windows_still_correctable_and_the_changelog_every_window(
+    partials: list[list[PartialFrame]], reference: tuple[dict[Any, Any], list[str]]
+) -> None:
+    lc = _run(4, partials)
+    hours = {int(k.split(b"|")[2]) for k in lc.table.written if k.count(b"|") == 2}
+    held = {int(k.split(b"|")[2]) for k in lc.table if k.count(b"|") == 2}
+    # Twelve hours of windows were published; the table keeps the retention behind the newest
+    # (a worker's memory does not grow with event time), a reader of the changelog sees them all.
+    assert len(hours) == 12 and held and len(held) < len(hours)
+    assert min(held) >= max(hours) - SETTINGS.retention - 3600
+    assert _windows(lc.table.written) == reference[0]

@@ -266,7 +266,9 @@ def run_demo(
         alerts = _messages(kafka.bootstrap, topics.alerts)
         for p in procs:
             _stop(p)
-        echo(f"pipeline drained: {sent:,} packets enriched and stored; {alerts} alerts on {topics.alerts}")
+        # Records, not alerts: an episode's alert is opened, raised in severity and closed.
+        drained = f"pipeline drained: {sent:,} packets enriched and stored"
+        echo(f"{drained}; {alerts:,} alert records on {topics.alerts}")
         with Store.open(dsn) as store:
             quarters = _quarters(store) if plan.pcaps else [QUARTERS[-1]]
             if not quarters:

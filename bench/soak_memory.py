@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
+from core.broker import process_rss
 from core.settings import KafkaSettings
 from faults import observe
 from faults.pipeline import Pipeline, wait_until
@@ -36,17 +37,6 @@ from producers.sim.simulate import simulate_quarter
 
 BATCH = 500  # packets per batch of the paced sensor
 MIB = 1 << 20
-
-
-def rss(pid: int) -> int | None:
-    """Resident memory of a process in bytes (None once it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def curve(samples: list[tuple[float, int]], warmup_day: float, days_sent: int) -> tuple[float, float, float]:
@@ -90,7 +80,7 @@ def soak_pipeline(root: Path, bootstrap: str, args: argparse.Namespace) -> None:
             for name, series in samples.items():
                 if not p.alive(name):
                     raise SystemExit(f"the {name} exited; see {p.root / (name + '.log')}")
-                value = rss(p.pid(name))
+                value = process_rss(p.pid(name))
                 if value is not None:
                     series.append((day, value))
             if not p.alive("sensor") and now - last_check >= 5:
@@ -153,7 +143,7 @@ def soak_sensor(root: Path, bootstrap: str, args: argparse.Namespace) -> None:
         t0 = time.monotonic()
         series: list[tuple[float, int]] = []
         while proc.poll() is None:
-            value = rss(proc.pid)
+            value = process_rss(proc.pid)
             if value is not None:
                 series.append((time.monotonic() - t0, value))
             time.sleep(0.2)

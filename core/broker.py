@@ -35,6 +35,7 @@ __all__ = [
     "coordinators_ready",
     "ensure_jars",
     "pid_assigned",
+    "process_rss",
     "start",
     "stop",
 ]
@@ -283,7 +284,8 @@ def coordinators_ready(bootstrap: str, timeout: float = 30.0) -> bool:
     return _producer_id_granted(bootstrap, deadline) and _group_coordinator_loaded(bootstrap, deadline)
 
 
-def _rss(pid: int | None) -> int | None:
+def process_rss(pid: int | None) -> int | None:
+    """Resident memory of a process in bytes (None without a pid, or once it is gone)."""
     if pid is None:
         return None
     try:
@@ -300,7 +302,7 @@ def broker_status(settings: BrokerSettings) -> BrokerStatus:
     pid = _read_pid(settings)
     bootstrap = f"127.0.0.1:{settings.port}"
     answering = _port_open(settings.port) and answers_metadata(bootstrap)
-    return BrokerStatus(pid is not None, answering, pid, bootstrap, _rss(pid), _paths(settings)["log"])
+    return BrokerStatus(pid is not None, answering, pid, bootstrap, process_rss(pid), _paths(settings)["log"])
 
 
 def _format_once(settings: BrokerSettings, java: str, lib: Path) -> None:

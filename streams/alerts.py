@@ -101,7 +101,8 @@ class AlertDetector:
         """A detector with empty history."""
         self.t = thresholds or AlertThresholds()
         self._tracks: dict[tuple[str, str], _Track] = {}
-        self._cooldown_until: dict[tuple[str, str], int] = {}
+        self._cooldown_until: dict[tuple[str, str, str], int] = {}  # (window kind, alert, key)
+        self._cooling = 64  # cooldowns after the last pruning of expired ones
         self._episodes = BackscatterEpisodes(self.t)
 
     def observe(self, w: ClosedWindow) -> list[dict[str, Any]]:
@@ -152,10 +153,17 @@ class AlertDetector:
 
     def _cooled(self, alert: dict[str, Any], w: ClosedWindow) -> bool:
         """One-shot alerts only: a repeat of the kind and key within the cooldown is dropped."""
-        key = (alert["kind"], alert["key"])
+        key = (w.kind, alert["kind"], alert["key"])
         if w.start < self._cooldown_until.get(key, -(2**62)):
             return False
         self._cooldown_until[key] = w.end + (w.end - w.start) * (self.t.cooldown_windows - 1)
+        if len(self._cooldown_until) >= 2 * self._cooling:
+            # Expired cooldowns of this window kind go (keys come and go: ports, regions),
+            # checked each doubling; other kinds' windows may be behind in event time.
+            self._cooldown_until = {
+                k: u for k, u in self._cooldown_until.items() if k[0] != w.kind or u > w.start
+            }
+            self._cooling = max(len(self._cooldown_until), 64)
         return True
 
     def _surges(self, w: ClosedWindow, past: list[_Seen | None]) -> list[dict[str, Any]]:

@@ -45,10 +45,13 @@ def port_values(
     return inverse.astype(np.int64), [_PORT_LABELS.get(c) or _port_label(c) for c in uniq.tolist()]
 
 
-_PORT_LABELS: dict[int, str] = {}  # code -> label: at most 4 x 65,536 + 256 of them
+_PORT_LABELS: dict[int, str] = {}  # code -> label, of the ports seen lately
+_PORT_LABELS_MAX = 1 << 16  # of 4 x 65,536 + 256 possible; a darknet sees every port in days
 
 
 def _port_label(code: int) -> str:
+    if len(_PORT_LABELS) >= _PORT_LABELS_MAX:
+        _PORT_LABELS.clear()  # bounded: formatting a label again costs less than keeping them all
     p, port = divmod(code, 65536)
     if p in _PORT_PROTOS:
         label = f"{port}/{_PORT_PROTOS[p]}"

@@ -137,6 +137,29 @@ class Hours:
         keep = n > 0  # a value whose packets were all taken back by a reopened minute
         return out_h[keep], out_v[keep], n[keep], sources[keep]
 
+    def vids(self) -> list[U32]:
+        """The value ids the open and retained hours use (with repeats)."""
+        mask = (1 << _VID_BITS) - 1
+        out = [pk[1] for pk in self._pk] + [((k >> HLL_P) & mask).astype(np.uint32) for k, _ in self._sk]
+        for _, pk, sk in self._done:
+            out += [pk[1], ((sk[0] >> HLL_P) & mask).astype(np.uint32)]
+        return out
+
+    def renumber(self, remap: U32) -> None:
+        """Map every value id through ``remap`` (an order-keeping map: sorted keys stay sorted)."""
+        mask = (1 << _VID_BITS) - 1
+
+        def keys(k: I64) -> I64:
+            vid: I64 = remap[(k >> HLL_P) & mask].astype(np.int64)
+            out: I64 = (k & ~(mask << HLL_P)) | (vid << HLL_P)
+            return out
+
+        self._pk = [(h, remap[v], n) for h, v, n in self._pk]
+        self._sk = [(keys(k), r) for k, r in self._sk]
+        self._done = [
+            (newest, (pk[0], remap[pk[1]], pk[2]), (keys(sk[0]), sk[1])) for newest, pk, sk in self._done
+        ]
+
     def forget(self, horizon: int) -> None:
         """Closed hours that end by ``horizon`` can no longer be reopened."""
         self._done = [d for d in self._done if d[0] + 3600 > horizon]

@@ -75,6 +75,10 @@ class _Chunk:
             self.size[rows], self.start[rows], self.vid[rows], self.packets[rows], self.sources[rows]
         )
 
+    def renumbered(self, remap: npt.NDArray[np.uint32]) -> _Chunk:
+        """The same rows with value ids mapped through ``remap``."""
+        return _Chunk(self.size, self.start, remap[self.vid], self.packets, self.sources)
+
     def __len__(self) -> int:
         return len(self.start)
 
@@ -161,6 +165,7 @@ class WindowMerger:
         self.published_windows = 0
         self.corrections = 0
         self.too_late = 0
+        self.compactions = 0  # times the dictionary let go of values no window uses
 
     # -- takeover -----------------------------------------------------------------------------
 
@@ -272,6 +277,19 @@ class WindowMerger:
         point = self.point.advance(horizon)
         if point is not None:
             self.table[replay_key(self.kind)] = point
+        if self.dictionary.crowded():
+            self._compact()
+
+    def _compact(self) -> None:
+        """Keep only the values of the windows still pending or correctable, renumbered: the
+        dictionary would otherwise hold every victim and port ever seen."""
+        stores = (self._pending, self._published)
+        used = [c.vid for store in stores for chunks in store.values() for c in chunks]
+        self.dictionary, remap = self.dictionary.keep(used)
+        for store in stores:
+            for chunks in store.values():
+                chunks[:] = [c.renumbered(remap) for c in chunks]
+        self.compactions += 1
 
     def _correct(self, shard: int, chunk: _Chunk) -> tuple[int, int]:
         """Windows published before, sent again by ``shard``: replace its rows, publish the

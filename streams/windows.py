@@ -68,6 +68,12 @@ class _Rows:
             self.pair_addr[pairs],
         )
 
+    def renumbered(self, remap: U32) -> _Rows:
+        """The same rows with value ids mapped through ``remap``."""
+        return _Rows(
+            self.minute, remap[self.vid], self.packets, self.pair_minute, remap[self.pair_vid], self.pair_addr
+        )
+
 
 _ROW_FIELDS = ("minute", "vid", "packets", "pair_minute", "pair_vid", "pair_addr")
 
@@ -76,12 +82,33 @@ class ValueIds:
     """A dictionary of dimension values: each value's dense id, and the values as an object
     array for fancy indexing (it may be longer than the list; grown by doubling)."""
 
-    def __init__(self) -> None:
-        """No values yet."""
-        self.values: list[str] = []
-        self._ids: dict[str, int] = {}
+    FLOOR = 4096  # values below which a dictionary is never compacted
+
+    def __init__(self, values: Sequence[str] = ()) -> None:
+        """A dictionary of ``values`` (distinct), numbered in their order."""
+        self.values: list[str] = list(values)
+        self._ids: dict[str, int] = {v: i for i, v in enumerate(self.values)}
         self._names: npt.NDArray[np.object_] = np.zeros(0, dtype=object)
         self._filled = 0
+        self._kept = len(self.values)  # values when last compacted
+
+    def crowded(self) -> bool:
+        """True once the values have doubled since the last compaction (and reach ``FLOOR``):
+        time to keep only the values still in use (:meth:`keep`), so that a dictionary fed new
+        values every day (victims, scanned ports) holds what the open windows use, not every
+        value ever seen, and its ids stay below the bits the hour keys give them."""
+        return len(self.values) >= 2 * max(self._kept, self.FLOOR)
+
+    def keep(self, used: Sequence[npt.NDArray[np.uint32]]) -> tuple[ValueIds, U32]:
+        """A new dictionary of the values whose ids appear in ``used``, numbered in the same
+        order (a sorted id column stays sorted), and the map from old ids to new ones. This
+        dictionary is left as it was: windows already handed out keep reading its values."""
+        live = np.unique(np.concatenate([np.asarray(u, np.uint32) for u in used] or [np.zeros(0, np.uint32)]))
+        values = self.values
+        kept = ValueIds([values[i] for i in live.tolist()])
+        remap = np.full(len(values), np.iinfo(np.uint32).max, np.uint32)
+        remap[live] = np.arange(len(live), dtype=np.uint32)
+        return kept, remap
 
     def ids(self, values: Sequence[str]) -> U32:
         """The id of each value, new ones added."""
@@ -144,6 +171,7 @@ class KindWindows:
         self.packets_added = 0
         self.max_minute = -(2**62)  # start of the latest minute that received rows
         self._horizon = -(2**62)  # closed minutes before this are forgotten
+        self.compactions = 0  # times the dictionary let go of values no window uses
 
     def add(self, p: Partial) -> None:
         """Merge one partial; rows of closed minutes reopen them (within the retention)."""
@@ -227,8 +255,12 @@ class KindWindows:
         if len(hours[0]):
             parts.append((HOUR, *hours))
         self._forget(min(watermark_s, self.max_minute + 60) - self.retention_s)
-        if not parts:
-            return WindowRows.empty(self.kind, self.values)
+        out = self._rows(parts) if parts else WindowRows.empty(self.kind, self.values)
+        if self.dictionary.crowded():
+            self._compact()  # after: ``out`` reads the dictionary its ids are from
+        return out
+
+    def _rows(self, parts: list[tuple[int, I64, U32, I64, I64]]) -> WindowRows:
         return WindowRows(
             self.kind,
             self.values,
@@ -238,6 +270,17 @@ class KindWindows:
             np.concatenate([p[3] for p in parts]).astype(np.int64),
             np.concatenate([p[4] for p in parts]).astype(np.int64),
         )
+
+    def _compact(self) -> None:
+        """Keep only the values the open and retained windows use, renumbered."""
+        chunks = [c for _, c in self._open] + [c for _, c in self._done]
+        used = [c.vid for c in chunks] + [c.pair_vid for c in chunks] + self._hours.vids()
+        self.dictionary, remap = self.dictionary.keep(used)
+        self.values = self.dictionary.values
+        self._open = [(first, c.renumbered(remap)) for first, c in self._open]
+        self._done = [(newest, c.renumbered(remap)) for newest, c in self._done]
+        self._hours.renumber(remap)
+        self.compactions += 1
 
     def _forget(self, horizon: int) -> None:
         if horizon <= self._horizon:

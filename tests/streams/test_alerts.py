@@ -388,3 +388,17 @@ def test_top_new_port_ignores_top_sets_older_than_the_span(last: int, new: bool)
     # Hour 7's span (hours 3..6) holds 2 windows, neither with 3389/tcp in its top: it is new
     # again, though it was in the top 10 of the 4th-last window. Hour 6's span has hour 2.
     assert tops == [("3389/tcp", 2)] + ([("3389/tcp", last)] if new else [])
+
+
+def test_expired_cooldowns_are_let_go_and_change_no_alert() -> None:
+    """A new port surging every hour for 1,000 hours: the cooldowns of the past ones are
+    dropped once expired (a worker's memory does not grow with every key ever alerted on),
+    and the alerts are those of a detector that keeps every cooldown."""
+    windows = [port_hour(T0 + H * i, {"80/tcp": 1000, f"{10_000 + i}/tcp": 50_000}) for i in range(1000)]
+    pruned = AlertDetector(AlertThresholds(cooldown_windows=6))
+    keeps = AlertDetector(AlertThresholds(cooldown_windows=6))
+    keeps._cooling = 10**9
+    got = [a["alert_id"] for w in windows for a in pruned.observe(w)]
+    assert got == [a["alert_id"] for w in windows for a in keeps.observe(w)]
+    assert len([i for i in got if "surge" in i]) >= 900
+    assert len(keeps._cooldown_until) >= 900 and len(pruned._cooldown_until) < 200

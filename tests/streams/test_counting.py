@@ -26,7 +26,7 @@ from streams.combiner import aggregate
 from streams.local import LocalCounting
 from streams.merge import WindowMerger
 from streams.state import detector_of
-from streams.windows import MINUTE, WindowRows
+from streams.windows import MINUTE, ValueIds, WindowRows
 
 H = 1_648_771_200  # 2022-04-01 00:00 UTC
 SOURCES = 2  # packets partitions
@@ -389,3 +389,46 @@ def test_the_table_holds_the_windows_still_correctable_and_the_changelog_every_w
     assert len(hours) == 12 and held and len(held) < len(hours)
     assert min(held) >= max(hours) - SETTINGS.retention - 3600
     assert _windows(lc.table.written) == reference[0]
+
+
+def _new_victims_every_hour(shards: int) -> LocalCounting:
+    """Twelve hours in which the values change every hour (victims of new attacks), late
+    packets included, through both counting stages."""
+    rng = np.random.default_rng(11)
+    lc = _counting(shards)
+    wm = [0, 0]
+    for i in range(96):
+        p = i % SOURCES
+        ts = np.sort(rng.integers(i * 450 - 1500, (i + 1) * 450, 200).clip(0)) + H
+        hour = (ts - H) // 3600
+        values = [f"{h}/{k}" for h in range(12) for k in range(5)]
+        codes = hour * 5 + rng.integers(0, 5, 200)
+        addrs = rng.integers(0, 300, 200).astype(np.uint64)
+        wm[p] = max(wm[p], int(ts.max()) * 10**9)
+        ns = ts.astype(np.int64) * 10**9
+        victim = aggregate("victim", ns, codes.astype(np.int64), values, addrs, shards)
+        sensor = aggregate("sensor", ns, np.zeros(len(ts), np.int64), ["s1"], addrs, shards)
+        lc.publish(
+            [PartialFrame((victim[s], sensor[s]), p, wm[p], i // SOURCES, s, shards) for s in range(shards)]
+        )
+        lc.run()
+    return _finish(lc)
+
+
+def test_dictionaries_that_let_go_of_old_values_publish_the_same_windows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The counts partitions' and the merge stage's dictionaries keep only the values of the
+    windows they may still close or correct (a worker's memory does not grow with every victim
+    ever seen); the changelog holds the same windows as with dictionaries that keep all."""
+    whole = _new_victims_every_hour(3)
+    monkeypatch.setattr(ValueIds, "FLOOR", 4)
+    kept = _new_victims_every_hour(3)
+    assert _windows(kept.table.written) == _windows(whole.table.written)
+    assert len([k for k in _windows(kept.table.written) if k[:2] == ("victim", "1h")]) == 12
+    merger = kept.mergers["victim"]
+    assert merger.compactions > 0 and whole.mergers["victim"].compactions == 0
+    assert merger.corrections > 0  # late packets reopened windows published before
+    assert len(merger.dictionary.values) < len(whole.mergers["victim"].dictionary.values) == 60
+    counters = [c.windows["victim"] for c in kept.counters.values()]
+    assert all(w.compactions > 0 and len(w.values) < 60 for w in counters)

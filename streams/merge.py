@@ -247,6 +247,11 @@ class WindowMerger:
         else:
             newest = self.last_end
         self.last_end = watermark if watermark < FLUSH else max(self.last_end, newest)
+        if self.kind == "victim":
+            # A backscatter episode ends with the first published minute without its victim
+            # (at the rate floor): the detector sees only minutes with some victim above it,
+            # so a quiet minute closes the runs here; every counts partition idle, all of them.
+            result.alerts += self.detector.close_before(self.last_end - 59 if watermark < FLUSH else FLUSH)
         # Published windows are kept while any counts partition can still correct them (its
         # horizon: a partition whose data lags the others' reopens older minutes), and at
         # least the retention behind what was published. (A new owner of a counts partition

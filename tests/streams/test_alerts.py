@@ -243,7 +243,9 @@ def test_every_planted_dos_episode_of_the_simulator_is_one_alert_graded_by_its_r
             local.run()
     local.idle(0)
     local.run()
-    records = episode_records_all(local.alerts + detector.close_before(2**62))
+    # The merge stage closed every episode: in a quiet minute, or at the end of the input.
+    assert detector.close_before(2**62) == []
+    records = episode_records_all(local.alerts)
     planted = [
         (v["victim"], ep)
         for v in sim.ground_truth().to_dict()["backscatter"]["victims"]

@@ -432,3 +432,24 @@ def test_dictionaries_that_let_go_of_old_values_publish_the_same_windows(
     assert len(merger.dictionary.values) < len(whole.mergers["victim"].dictionary.values) == 60
     counters = [c.windows["victim"] for c in kept.counters.values()]
     assert all(w.compactions > 0 and len(w.values) < 60 for w in counters)
+
+
+def test_an_episode_closes_in_the_first_quiet_minute_not_at_the_next_victims() -> None:
+    """Five minutes of replies from one victim, then twenty minutes without backscatter: the
+    episode's close record comes once the first minute without it is published, while the
+    input goes on (the detector sees only minutes that have victims)."""
+    lc = _counting(2)
+    for i in range(25):
+        p = i % SOURCES
+        ts = (H + i * 60 + np.arange(0, 60, 1.2)).astype(np.int64) * 10**9
+        addrs = np.arange(len(ts), dtype=np.uint64)
+        victims = ["192.0.2.7"] if i < 5 else []
+        codes = np.zeros(len(ts) if victims else 0, np.int64)
+        victim = aggregate("victim", ts[: len(codes)], codes, victims, addrs[: len(codes)], 2)
+        sensor = aggregate("sensor", ts, np.zeros(len(ts), np.int64), ["s1"], addrs, 2)
+        lc.publish([PartialFrame((victim[s], sensor[s]), p, int(ts.max()), i, s, 2) for s in range(2)])
+        lc.run()
+    records = [a for a in lc.alerts if a["kind"] == "backscatter_episode"]
+    assert [a["evidence"]["state"] for a in records] == ["open", "close"]
+    assert records[-1]["window_end"].timestamp() == H + 5 * 60
+    assert lc.detector.close_before(2**62) == []

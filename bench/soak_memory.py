@@ -13,7 +13,7 @@ resident memory sampled as it runs; then one week-long capture file replayed by 
    peak (imports and the first batches are in the first quarter).
 
     .venv/bin/python bench/soak_memory.py [--days 7] [--packets-per-day 40000] [--rate 4]
-        [--pcap-packets-per-day 1000000] [--every 2]
+        [--pcap-packets-per-day 1000000] [--every 2] [--only pipeline|sensor]
 """
 
 from __future__ import annotations
@@ -99,11 +99,14 @@ def soak_pipeline(root: Path, bootstrap: str, args: argparse.Namespace) -> None:
         f"{args.days} simulated days, {packets:,} packets in batches of {BATCH} at {args.rate:g} "
         f"batches/s: replayed and stored in {took:.0f} s, RSS sampled every {args.every:g} s"
     )
+    half = args.days / 2
     for name, series in samples.items():
         warm, final, slope = curve(series, 1.0, args.days)
+        late = curve(series, half, args.days)[2]
         print(
             f"{name} RSS: warm-up {warm:.0f} MiB (after day 1), final {final:.0f} MiB, "
-            f"slope {slope:+.1f} MiB per simulated day ({len(series)} samples)"
+            f"slope {slope:+.1f} MiB per simulated day after day 1, {late:+.2f} over days "
+            f"{half:g}-{args.days} ({len(series)} samples)"
         )
         print(f"{name} RSS at the end of each simulated day (MiB): {day_ends(series, args.days)}")
 
@@ -153,12 +156,15 @@ def soak_sensor(root: Path, bootstrap: str, args: argparse.Namespace) -> None:
     if proc.returncode or not series:
         raise SystemExit(f"the sensor exited with {proc.returncode}; see {p.root / 'sensor.log'}")
     took = series[-1][0]
-    at = [next(r for t, r in series if t >= took * q) / MIB for q in (0.25, 0.5, 0.75, 1.0)]
+    tenths = [next(r for t, r in series if t >= took * q / 10) / MIB for q in range(1, 11)]
     peak = max(r for _, r in series)
+    # The replay's time stands in for the capture's days (packets are read at an even pace).
+    late = curve([(t / took * args.days, r) for t, r in series], args.days / 2, args.days + 1)[2]
     print(
         f"sensor replaying one {path.stat().st_size / MIB:.0f} MiB capture of {args.days} days "
-        f"({packets:,} packets) in {took:.0f} s: RSS at 25/50/75/100 % of the replay "
-        f"{at[0]:.0f} / {at[1]:.0f} / {at[2]:.0f} / {at[3]:.0f} MiB, peak {peak / MIB:.0f} MiB"
+        f"({packets:,} packets) in {took:.0f} s ({len(series)} samples): RSS at each tenth of the "
+        f"replay {' '.join(f'{m:.0f}' for m in tenths)} MiB, peak {peak / MIB:.0f} MiB, slope over "
+        f"the second half {late:+.2f} MiB per day of capture"
     )
 
 
@@ -171,11 +177,14 @@ def main() -> None:
     ap.add_argument("--pcap-packets-per-day", type=int, default=1_000_000)
     ap.add_argument("--every", type=float, default=2.0, help="seconds between RSS samples")
     ap.add_argument("--timeout", type=float, default=1800.0)
+    ap.add_argument("--only", choices=("pipeline", "sensor"), help="run one part")
     args = ap.parse_args()
     bootstrap = KafkaSettings().bootstrap
     with tempfile.TemporaryDirectory(prefix="darkscope-soak-") as tmp:
-        soak_pipeline(Path(tmp), bootstrap, args)
-        soak_sensor(Path(tmp), bootstrap, args)
+        if args.only != "sensor":
+            soak_pipeline(Path(tmp), bootstrap, args)
+        if args.only != "pipeline":
+            soak_sensor(Path(tmp), bootstrap, args)
 
 
 if __name__ == "__main__":

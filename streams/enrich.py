@@ -46,7 +46,7 @@ def port_values(
 
 
 _PORT_LABELS: dict[int, str] = {}  # code -> label, of the ports seen lately
-_PORT_LABELS_MAX = 1 << 16  # of 4 x 65,536 + 256 possible; a darknet sees every port in days
+_PORT_LABELS_MAX = 1 << 16  # of 4 x 65,536 + 256 possible: every TCP port (a darknet sees them in hours)
 
 
 def _port_label(code: int) -> str:

@@ -89,6 +89,16 @@ class LocalCounting:
         """The kind's windows partition goes to a new owner."""
         self.mergers.pop(kind, None)
 
+    def restart(self, detector: AlertDetector, uncommitted: int = 0) -> None:
+        """The worker that owns everything restarts: every counts partition and kind goes to a
+        new owner with nothing of the old one's memory, its alert detector included. The last
+        ``uncommitted`` messages the old owner merged from each windows partition were not
+        committed: the new owner replays up to them and then reads them again as new ones."""
+        self.counters.clear()
+        self.mergers.clear()
+        self.detector = detector
+        self._windows_at = [max(0, at - uncommitted) for at in self._windows_at]
+
     def step_counts(self, shard: int) -> bool:
         """Process the next message of a counts partition; False when there is none."""
         at = self._counts_at[shard]

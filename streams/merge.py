@@ -33,7 +33,7 @@ import numpy.typing as npt
 from schemas.windowcounts import WindowCounts
 from schemas.windowrows import MINUTE, NEVER, SIZES, WindowRows
 from streams.alerts import SURGE_KINDS, AlertDetector
-from streams.takeover import ReplayPoint, published_until, replay_key, window_keys
+from streams.takeover import ReplayPoint, episodes_key, published_until, replay_key, window_keys
 from streams.watermark import FLUSH
 from streams.windows import ValueIds
 from streams.windowstore import MinuteBundles
@@ -162,6 +162,7 @@ class WindowMerger:
         # them, so the table (in memory) holds the retention, not every window ever closed.
         self._keys: dict[bytes, int] = {}
         self.published_until = {"1m": NEVER, "1h": NEVER}
+        self.episodes_closed_until = NEVER  # episodes that ended before this were closed
         self.published_windows = 0
         self.corrections = 0
         self.too_late = 0
@@ -175,6 +176,7 @@ class WindowMerger:
         again. Returns the number of messages re-read."""
         self.final_before = self.point.final_before = final_before
         self.published_until = published_until(self.table, self.kind)
+        self.episodes_closed_until = int(self.table.get(episodes_key(self.kind), b"%d" % NEVER))
         self._keys.update(window_keys(self.table, self.kind))
         n = 0
         for offset, msg in messages:
@@ -248,10 +250,7 @@ class WindowMerger:
             newest = self.last_end
         self.last_end = watermark if watermark < FLUSH else max(self.last_end, newest)
         if self.kind == "victim":
-            # A backscatter episode ends with the first published minute without its victim
-            # (at the rate floor): the detector sees only minutes with some victim above it,
-            # so a quiet minute closes the runs here; every counts partition idle, all of them.
-            result.alerts += self.detector.close_before(self.last_end - 59 if watermark < FLUSH else FLUSH)
+            self._close_episodes(result, self.last_end - 59 if watermark < FLUSH else FLUSH)
         # Published windows are kept while any counts partition can still correct them (its
         # horizon: a partition whose data lags the others' reopens older minutes), and at
         # least the retention behind what was published. (A new owner of a counts partition
@@ -259,6 +258,23 @@ class WindowMerger:
         # were published already, and are dropped as too late, unchanged.)
         if len(self.shard_horizon) == self.shards:
             self._forget(min(self.last_end - self.retention_s, *self.shard_horizon.values()))
+
+    def _close_episodes(self, result: MergeResult, until: int) -> None:
+        """Close the backscatter episodes whose last minute ended before ``until``.
+
+        An episode ends with the first published minute without its victim (at the rate
+        floor). The detector sees only minutes that have some victim, so a quiet minute ends
+        the runs here; with every counts partition idle (``until`` = FLUSH), all of them.
+        Where the closes reached is kept in the table (``victim|episodes``): a new owner
+        rebuilds the episodes from re-closed windows, and must not send again the records of
+        those its predecessor closed (their windows raise no alert again either)."""
+        closed = self.detector.close_before(until)
+        if not closed:
+            return
+        before = self.episodes_closed_until
+        result.alerts += [a for a in closed if a["window_end"].timestamp() >= before]
+        self.episodes_closed_until = max(before, until)
+        self.table[episodes_key(self.kind)] = str(self.episodes_closed_until).encode()
 
     def _forget(self, horizon: int) -> None:
         """Published windows ending at or before ``horizon`` can no longer be corrected."""

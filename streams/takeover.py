@@ -57,6 +57,7 @@ __all__ = [
     "ReplayPoint",
     "Takeover",
     "decode_replay_point",
+    "episodes_key",
     "published_until",
     "read_partition",
     "read_partition_async",
@@ -75,6 +76,12 @@ REPLAY_TIMEOUT_S = 600.0
 def replay_key(kind: str) -> bytes:
     """Table key of a kind's replay point."""
     return f"{kind}|replay".encode()
+
+
+def episodes_key(kind: str) -> bytes:
+    """Table key of how far a kind's merge stage closed backscatter episodes (epoch seconds:
+    episodes whose last minute ended before it are closed)."""
+    return f"{kind}|episodes".encode()
 
 
 @dataclass

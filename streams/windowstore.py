@@ -10,7 +10,8 @@ Keys are ``kind|size|start`` (UTF-8). Values are JSON with parallel columns:
   that hour close (or a late packet corrects one).
 
 The table also holds one ``kind|replay`` key per kind: where a new owner of the kind's counts
-partition starts re-reading it (:mod:`streams.takeover`).
+partition starts re-reading it (:mod:`streams.takeover`); and ``victim|episodes``: how far
+the merge stage closed backscatter episodes (:class:`streams.merge.WindowMerger`).
 
 Why group minutes: every table write is a changelog message that Faust produces one at a
 time; a replayed quarter closes hundreds of thousands of minute windows, and writing each

@@ -50,12 +50,14 @@ def test_a_worker_killed_mid_stream_leaves_every_packet_stored_once(
 ) -> None:
     v = run_scenario("worker SIGKILLed, restarted", tmp_path, kafka_bootstrap, SMALL, drop_topics=True)
     # The store: the re-enriched batches a restarted worker sends again are stored once
-    # (sinks.repeats). The windows are not asserted here: after a SIGKILL some runs close a few
-    # hours short (README, Reliability: open in the workers); `make faults` reports them.
+    # (sinks.repeats). The windows: the restarted worker rebuilds its counts and merges from
+    # their replay points and counts every packet once (streams.takeover, streams.watch).
     assert v.recovered_s is not None, v
     assert (v.store_lost, v.store_doubled) == (0, 0), v
+    assert (v.windows_lost, v.windows_doubled) == (0, 0), v
     assert v.alerts_twice == 0 and v.dead_missing == 0, v
     assert v.sent > 0 and v.dead_expected == 2
+    assert v.ok, v
 
 
 @pytest.mark.broker

@@ -453,3 +453,36 @@ def test_an_episode_closes_in_the_first_quiet_minute_not_at_the_next_victims() -
     assert [a["evidence"]["state"] for a in records] == ["open", "close"]
     assert records[-1]["window_end"].timestamp() == H + 5 * 60
     assert lc.detector.close_before(2**62) == []
+
+
+@pytest.mark.parametrize("restart_at", [78, 80, 90, 110])
+@pytest.mark.parametrize("uncommitted", [0, 2, 6])
+def test_a_restarted_worker_does_not_send_again_the_records_of_an_episode_closed_before(
+    restart_at: int, uncommitted: int
+) -> None:
+    """Two hours of traffic with one episode (minutes 70 to 74) closed by the quiet minute
+    after it; the worker restarts with nothing in memory, having merged windows messages it
+    did not commit. Its detector rebuilds the episode from the windows it reads again, whose
+    alerts it does not send again (the table holds them); nor does it send the episode's
+    records again: each is on the alerts topic once."""
+    settings = WorkerSettings(retention=600, lateness=60)
+    lc = LocalCounting(settings, 2, SOURCES, detector_of(settings))
+    for i in range(120):
+        if i == restart_at:
+            lc.restart(detector_of(settings), uncommitted)
+        p = i % SOURCES
+        ts = (H + i * 60 + np.arange(0, 60, 1.2)).astype(np.int64) * 10**9
+        addrs = np.arange(len(ts), dtype=np.uint64)
+        victims = ["192.0.2.7"] if 70 <= i < 75 else []
+        codes = np.zeros(len(ts) if victims else 0, np.int64)
+        victim = aggregate("victim", ts[: len(codes)], codes, victims, addrs[: len(codes)], 2)
+        sensor = aggregate("sensor", ts, np.zeros(len(ts), np.int64), ["s1"], addrs, 2)
+        lc.publish(
+            [PartialFrame((victim[s], sensor[s]), p, int(ts.max()), i // SOURCES, s, 2) for s in range(2)]
+        )
+        lc.run()
+    _finish(lc)
+    records = [
+        (a["alert_id"], a["evidence"]["state"]) for a in lc.alerts if a["kind"] == "backscatter_episode"
+    ]
+    assert [state for _, state in records] == ["open", "close"], records

@@ -50,6 +50,11 @@ def curve(samples: list[tuple[float, int]], warmup_day: float, days_sent: int) -
     return warm, float(mem[-1]), slope
 
 
+def _slope(value: float) -> str:
+    """A fitted slope, or why there is none."""
+    return "n/a (under 3 samples)" if np.isnan(value) else f"{value:+.2f}"
+
+
 def day_ends(samples: list[tuple[float, int]], days: int) -> str:
     """The RSS (MiB) of the last sample of each simulated day, and after the drain."""
     out = []
@@ -105,7 +110,7 @@ def soak_pipeline(root: Path, bootstrap: str, args: argparse.Namespace) -> None:
         late = curve(series, half, args.days)[2]
         print(
             f"{name} RSS: warm-up {warm:.0f} MiB (after day 1), final {final:.0f} MiB, "
-            f"slope {slope:+.1f} MiB per simulated day after day 1, {late:+.2f} over days "
+            f"slope {slope:+.1f} MiB per simulated day after day 1, {_slope(late)} over days "
             f"{half:g}-{args.days} ({len(series)} samples)"
         )
         print(f"{name} RSS at the end of each simulated day (MiB): {day_ends(series, args.days)}")
@@ -164,7 +169,7 @@ def soak_sensor(root: Path, bootstrap: str, args: argparse.Namespace) -> None:
         f"sensor replaying one {path.stat().st_size / MIB:.0f} MiB capture of {args.days} days "
         f"({packets:,} packets) in {took:.0f} s ({len(series)} samples): RSS at each tenth of the "
         f"replay {' '.join(f'{m:.0f}' for m in tenths)} MiB, peak {peak / MIB:.0f} MiB, slope over "
-        f"the second half {late:+.2f} MiB per day of capture"
+        f"the second half {_slope(late)} MiB per day of capture"
     )
 
 

@@ -166,7 +166,8 @@ ON_THE_BROKER = [
             r"worker RSS: warm-up \d+ MiB \(after day 1\), final \d+ MiB, slope [+-][\d.]+ MiB per .*",
             r"sink RSS: warm-up \d+ MiB \(after day 1\), final \d+ MiB, slope [+-][\d.]+ MiB per .*",
             r"worker RSS at the end of each simulated day \(MiB\): \d+ \d+, drained \d+",
-            r"sensor replaying one \d+ MiB capture of 2 days \([\d,]+ packets\) in \d+ s: RSS at .*",
+            r"sensor replaying one \d+ MiB capture of 2 days \([\d,]+ packets\) in \d+ s "
+            r"\(\d+ samples\): RSS at each tenth of the replay (\d+ ){10}MiB, peak \d+ MiB, .*",
         ),
     ),
 ]

@@ -139,6 +139,12 @@ class WorkerSettings(BaseSettings):
     )
     asn_db: Path | None = Field(None, description="ASN .mmdb (GeoLite2-ASN layout); none: ASN 0.")
     geo_cache_size: int = Field(65536, ge=0, description="Source addresses whose GeoIP answer is cached.")
+    fingerprint_sources: int = Field(
+        1_000_000,
+        ge=1000,
+        description="Sources whose fingerprint evidence a worker keeps (the least recently seen are "
+        "forgotten): about 125 MiB at 1,000,000 (`bench/fingerprint_memory.py`).",
+    )
     lateness: int = Field(60, ge=0, description="Seconds of event time a window waits for late packets.")
     idle_after: float = Field(
         10.0,

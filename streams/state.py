@@ -74,6 +74,7 @@ class WorkerState:
 
             s = self.settings
             geo = GeoResolver(s.city_db or default_city_db(), s.asn_db, s.geo_cache_size)
-            self.enricher = Enricher(geo, ServiceRegistry.load(), SourceVerdicts(), self.codec)
+            verdicts = SourceVerdicts(capacity=s.fingerprint_sources)
+            self.enricher = Enricher(geo, ServiceRegistry.load(), verdicts, self.codec)
             logger.info("enricher ready: geo %s, asn %s", geo.geo_db_version, geo.asn_db_version or "none")
         return self.enricher

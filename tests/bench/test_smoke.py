@@ -37,6 +37,15 @@ OFFLINE = [
         ),
     ),
     Smoke(
+        "fingerprint_memory.py",
+        ("--sources", "30000", "--capacity", "20000"),
+        (
+            r" +30,000 sources fed, +20,000 tracked: +\d+ MiB held \(\d+ bytes a source\), "
+            r"peak \d+ MiB, RSS \d+ MiB",
+            r"[\d.]+ M sources/s folded in \(tracemalloc on\)",
+        ),
+    ),
+    Smoke(
         "codec.py",
         ("--packets", "20000", "--batch", "5000", "--record-packets", "2000", "--repeat", "1"),
         (

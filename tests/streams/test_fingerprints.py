@@ -6,6 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.settings import KafkaSettings, WorkerSettings
 from schemas.batch import PacketBatch
 from schemas.fingerprints import Fingerprint
 from streams.fingerprints import (
@@ -23,6 +24,7 @@ from streams.fingerprints import (
     packet_rules,
     zmap,
 )
+from streams.state import WorkerState
 
 DST = 0xC6336407  # 198.51.100.7
 MSS_ONLY = 0x02 << 56  # option kinds: the MSS alone
@@ -269,3 +271,12 @@ def test_verdicts_equal_a_per_source_reference_over_batches(stream: list[tuple[i
         assert verdicts.confirmed(Fingerprint.ZMAP) == confirmed
         flagged = {int(x) for x in b["src"][(got & Fingerprint.ZMAP) != 0].tolist()}
         assert flagged == {int(x) for x in b["src"].tolist()} & confirmed
+
+
+def test_the_worker_keeps_the_fingerprint_sources_its_settings_say() -> None:
+    state = WorkerState(WorkerSettings(fingerprint_sources=5000), KafkaSettings())
+    enricher = state.get_enricher()
+    try:
+        assert enricher.verdicts.capacity == 5000
+    finally:
+        enricher.geo.close()

@@ -143,7 +143,7 @@ class WorkerSettings(BaseSettings):
         1_000_000,
         ge=1000,
         description="Sources whose fingerprint evidence a worker keeps (the least recently seen are "
-        "forgotten): about 125 MiB at 1,000,000 (`bench/fingerprint_memory.py`).",
+        "forgotten): about 65 MiB at 1,000,000 (`bench/fingerprint_memory.py`).",
     )
     lateness: int = Field(60, ge=0, description="Seconds of event time a window waits for late packets.")
     idle_after: float = Field(

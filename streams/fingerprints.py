@@ -315,12 +315,20 @@ def source_keys(b: PacketBatch) -> npt.NDArray[np.uint64]:
 
 
 _DELTA_MIN = 16384  # new sources indexed apart before a merge into the main index
+_COUNT_MAX = np.iinfo(np.uint32).max  # a source's counters stop there (a confirmation needs 3)
 _FILTER_BITS = 24  # 16 MiB of flags: ~6 % false positives with a million sources tracked
 
 
 def _filter_slot(keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     """Filter slot of each source key: the top bits of its 64-bit mix."""
     return mix64(keys) >> np.uint64(64 - _FILTER_BITS)
+
+
+def _grown(a: npt.NDArray[Any], rows: int) -> npt.NDArray[Any]:
+    """``a`` with ``rows`` rows: its own first, zeros after."""
+    out = np.zeros((rows, *a.shape[1:]), a.dtype)
+    out[: len(a)] = a
+    return out
 
 
 class SourceVerdicts:
@@ -353,9 +361,11 @@ class SourceVerdicts:
         self._fp = np.array([int(r.fingerprint) for r in rules], np.int64)
         self._confirm = np.array([r.confirm for r in rules], np.int64)
         self._several = self._confirm > 1
-        # Source key -> row of ``_state`` (a sorted index); per row: packets since the source's
-        # first match, matches per rule, confirmed Fingerprint bits, and the batch that last saw
-        # it (for eviction). Rows are appended (doubling) and rebuilt only on eviction.
+        # Source key -> row (a sorted index); per row: packets since the source's first match
+        # and matches per rule (``_counts``, 32-bit, saturating: confirmation needs 3 of them),
+        # confirmed Fingerprint bits (``_verdicts``) and the batch that last saw it (``_seen``,
+        # for eviction). Rows are appended (doubling, up to the capacity) and rebuilt only on
+        # eviction.
         self._n = 0
         self._index_keys = np.zeros(0, np.uint64)  # sorted source keys ...
         self._index_rows = np.zeros(0, np.int64)  # ... and their rows
@@ -363,12 +373,14 @@ class SourceVerdicts:
         self._delta_rows = np.zeros(0, np.int64)
         self._filter = np.zeros(1 << _FILTER_BITS, dtype=bool)  # slots of the tracked sources
         self._keys = np.zeros(1024, np.uint64)
-        self._state = np.zeros((1024, len(self._fp) + 3), np.int64)
+        self._counts = np.zeros((1024, len(self._fp) + 1), np.uint32)
+        self._verdicts = np.zeros(1024, np.uint16)
+        self._seen = np.zeros(1024, np.int64)
         self._batch = 0
 
     @property
-    def _confirmed(self) -> npt.NDArray[np.int64]:
-        return self._state[: self._n, -2]
+    def _confirmed(self) -> npt.NDArray[np.uint16]:
+        return self._verdicts[: self._n]
 
     def __len__(self) -> int:
         return self._n
@@ -399,14 +411,15 @@ class SourceVerdicts:
             row_of[new] = np.arange(n, n + len(new))
             self._index_new(uniq[new], row_of[new])
             self._keys[n : n + len(new)] = uniq[new]
-            self._state[n : n + len(new)] = 0
+            self._counts[n : n + len(new)] = 0
+            self._verdicts[n : n + len(new)] = 0
             self._n += len(new)
         tracked = np.flatnonzero(row_of >= 0)
         verdict = np.zeros(len(uniq), dtype=np.uint16)
         if not len(tracked):
             return verdict[inverse]
         rows = row_of[tracked]
-        st = self._state[rows]
+        st = self._counts[rows].astype(np.int64)
         # A source first matching in this batch counts its packets from that match on, as if
         # the batch had been fed packet by packet; known sources count every packet.
         if len(new):
@@ -422,13 +435,16 @@ class SourceVerdicts:
             matched = inverse[(hits & np.uint16(1 << i)) != 0]
             if len(matched):
                 st[:, i + 1] += np.bincount(matched, minlength=len(uniq))[tracked]
-        m = st[:, 1 : 1 + len(self._fp)]
+        m = st[:, 1:]
         ok = m >= self._confirm
         ok[:, self._several] &= m[:, self._several] >= self.min_ratio * st[:, :1]
-        st[:, -2] |= np.bitwise_or.reduce(np.where(ok, self._fp, 0), axis=1)
-        st[:, -1] = self._batch
-        self._state[rows] = st
-        verdict[tracked] = st[:, -2]
+        bits = self._verdicts[rows] | np.bitwise_or.reduce(np.where(ok, self._fp, 0), axis=1).astype(
+            np.uint16
+        )
+        self._counts[rows] = np.minimum(st, _COUNT_MAX)
+        self._verdicts[rows] = bits
+        self._seen[rows] = self._batch
+        verdict[tracked] = bits
         if self._n > self.capacity:
             self._evict()
         return verdict[inverse]
@@ -467,19 +483,21 @@ class SourceVerdicts:
 
     def _grow(self, rows: int) -> None:
         if rows > len(self._keys):
-            size = max(rows, 2 * len(self._keys))
-            self._keys = np.resize(self._keys, size)
-            self._state = np.resize(self._state, (size, self._state.shape[1]))
+            size = max(rows, min(2 * len(self._keys), self.capacity))  # no doubling past it
+            # Not np.resize: it tiles the old rows into a new array twice the size it returns.
+            self._keys, self._counts, self._verdicts, self._seen = (
+                _grown(a, size) for a in (self._keys, self._counts, self._verdicts, self._seen)
+            )
 
     def _evict(self) -> None:
         """Forget the least recently seen sources beyond the capacity."""
         n = self._n
         excess = n - self.capacity
-        drop = np.argpartition(self._state[:n, -1], excess)[:excess]
+        drop = np.argpartition(self._seen[:n], excess)[:excess]
         keep = np.ones(n, dtype=bool)
         keep[drop] = False
-        self._keys[: self.capacity] = self._keys[:n][keep]
-        self._state[: self.capacity] = self._state[:n][keep]
+        for column in (self._keys, self._counts, self._verdicts, self._seen):
+            column[: self.capacity] = column[:n][keep]
         self._n = self.capacity
         order = np.argsort(self._keys[: self._n])
         self._index_keys, self._index_rows = self._keys[: self._n][order], order.astype(np.int64)

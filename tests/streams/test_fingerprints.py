@@ -280,3 +280,29 @@ def test_the_worker_keeps_the_fingerprint_sources_its_settings_say() -> None:
         assert enricher.verdicts.capacity == 5000
     finally:
         enricher.geo.close()
+
+
+def test_a_sources_counters_saturate_rather_than_wrap() -> None:
+    """Counters are 32-bit: one that would pass 2^32 - 1 stays there (wrapped to 0, three
+    matches among "0 packets" would confirm a source that matched 3 times in 4 billion)."""
+    verdicts = SourceVerdicts(min_ratio=0.5)
+    update(verdicts, _zmap41_batch(0x0D000001, 1, match=True))
+    verdicts._counts[0, 0] = np.iinfo(np.uint32).max - 1  # its packets since the first match
+    update(verdicts, _zmap41_batch(0x0D000001, 2, match=True))
+    assert int(verdicts._counts[0, 0]) == np.iinfo(np.uint32).max
+    assert verdicts.confirmed(Fingerprint.ZMAP) == set()
+
+
+def test_verdicts_grow_to_the_capacity_and_keep_the_most_recent_sources() -> None:
+    verdicts = SourceVerdicts(capacity=1500)
+    batches = [
+        PacketBatch.concat([one(src=0x0E000000 + 1000 * i + k, tcp_seq=DST) for k in range(1000)], "s", i)
+        for i in range(4)
+    ]
+    for b in batches:
+        assert (update(verdicts, b) & Fingerprint.MIRAI).all()
+    # No doubling past the capacity: at most the capacity and one batch of new sources.
+    assert len(verdicts) == 1500 and len(verdicts._keys) <= 1500 + 1000
+    newest = {int(x) for x in batches[-1]["src"].tolist()}
+    assert newest <= verdicts.confirmed(Fingerprint.MIRAI)
+    assert update(verdicts, batches[-1])[0] & Fingerprint.MIRAI

@@ -13,7 +13,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.settings import WorkerSettings
 from schemas.codec import Codec
@@ -23,6 +23,10 @@ from streams.alerts import AlertDetector
 from streams.merge import WindowMerger
 from streams.shard import ShardCounter, ShardResult, shard_replay_key
 from streams.takeover import decode_replay_point, replay_key
+
+if TYPE_CHECKING:
+    from schemas.batch import PacketBatch
+    from streams.enrich import Enricher
 
 __all__ = ["LocalCounting"]
 
@@ -75,6 +79,16 @@ class LocalCounting:
         """What the enrich agent sends for one batch: frame ``i`` to counts partition ``i``."""
         for f in frames:
             self.counts_log[f.shard].append(encode_frame(self.codec, f))
+
+    def enrich(self, enricher: Enricher, batch: PacketBatch, offset: int) -> int:
+        """What a sensor and the enrich agent do with the batch at ``offset`` of packets
+        partition 0: encode and decode it, enrich it, publish its partials; then run. Returns
+        its packets."""
+        decoded = self.codec.decode_packets(self.codec.encode_batch(batch))
+        e = enricher.enrich(decoded, "local", 0, offset)
+        self.publish(enricher.frames(e, self.shards, int(decoded["ts"].max())))
+        self.run()
+        return len(decoded)
 
     def idle(self, packets_partition: int) -> None:
         """The idle markers of a packets partition, one to every counts partition."""

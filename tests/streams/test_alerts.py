@@ -237,10 +237,7 @@ def test_every_planted_dos_episode_of_the_simulator_is_one_alert_graded_by_its_r
     with GeoResolver.default() as geo:
         enricher = Enricher(geo, ServiceRegistry.load(), SourceVerdicts(), codec)
         for offset, batch in enumerate(sim.batches()):
-            decoded = codec.decode_packets(codec.encode_batch(batch))
-            e = enricher.enrich(decoded, "test", 0, offset)
-            local.publish(enricher.frames(e, 2, int(decoded["ts"].max())))
-            local.run()
+            local.enrich(enricher, batch, offset)
     local.idle(0)
     local.run()
     # The merge stage closed every episode: in a quiet minute, or at the end of the input.

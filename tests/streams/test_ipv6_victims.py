@@ -64,10 +64,7 @@ def test_every_planted_ipv6_episode_is_one_backscatter_alert_on_its_ipv6_victim(
     with GeoResolver.default() as geo:
         enricher = Enricher(geo, ServiceRegistry.load(), SourceVerdicts(), codec)
         for offset, batch in enumerate(sim.batches()):
-            decoded = codec.decode_packets(codec.encode_batch(batch))
-            e = enricher.enrich(decoded, "test", 0, offset)
-            local.publish(enricher.frames(e, 2, int(decoded["ts"].max())))
-            local.run()
+            local.enrich(enricher, batch, offset)
     local.idle(0)
     local.run()
     records = [a for a in local.alerts + detector.close_before(2**62) if a["kind"] == "backscatter_episode"]

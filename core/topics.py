@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
@@ -16,6 +17,7 @@ from core.settings import KafkaSettings, TopicNames
 __all__ = [
     "TopicInfo",
     "admin_client",
+    "committed",
     "ensure_topics",
     "list_topics",
     "read_range",
@@ -119,6 +121,31 @@ def _wait_for_leaders(bootstrap: str, names: list[str], timeout: float) -> None:
         if time.monotonic() > deadline:
             raise BrokerError(f"topics {names} have partitions without a leader after {timeout:.0f} s")
         time.sleep(0.1)
+
+
+def committed(bootstrap: str, group: str, topic: str, timeout: float = 10.0) -> list[Any]:
+    """What consumer ``group`` committed on every partition of ``topic``: confluent-kafka
+    TopicPartitions with the offset (negative when nothing is committed) and its metadata."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        client_config(
+            bootstrap,
+            {
+                "group.id": group,
+                "enable.auto.commit": False,
+                "logger": logging.getLogger("darkscope.kafka.consumer"),
+            },
+        )
+    )
+    try:
+        md = consumer.list_topics(topic, timeout=timeout)
+        if topic not in md.topics or md.topics[topic].error is not None:
+            raise BrokerError(f"topic {topic} does not exist on {bootstrap}")
+        parts = [TopicPartition(topic, p) for p in sorted(md.topics[topic].partitions)]
+        return list(consumer.committed(parts, timeout=timeout))
+    finally:
+        consumer.close()
 
 
 def watermarks(bootstrap: str, topic: str, timeout: float = 10.0) -> dict[int, tuple[int, int]]:

@@ -28,12 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-
 from core import broker as broker_mod
 from core.errors import DarkscopeError, DemoError
 from core.settings import BrokerSettings, KafkaSettings, SensorSettings, TopicNames
-from core.topics import ensure_topics, watermarks
+from core.topics import committed, ensure_topics, watermarks
 
 __all__ = ["DemoPlan", "run_demo"]
 
@@ -67,11 +65,7 @@ def _messages(bootstrap: str, topic: str) -> int:
 def _committed(bootstrap: str, group: str, topic: str) -> int:
     """Messages of ``topic`` the consumer group has committed."""
     marks = watermarks(bootstrap, topic)
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        tps = consumer.committed([TopicPartition(topic, p) for p in marks], timeout=10)
-    finally:
-        consumer.close()
+    tps = committed(bootstrap, group, topic)
     return sum(max(0, tp.offset - marks[tp.partition][0]) for tp in tps if tp.offset >= 0)
 
 

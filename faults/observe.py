@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 import orjson
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Message
 
 from core.errors import CodecError
-from core.topics import admin_client, read_range, watermarks
+from core.topics import admin_client, committed, read_range, watermarks
 from schemas.codec import Codec
 from streams.alerts import record_key
 from streams.enrich import port_values
@@ -63,13 +63,7 @@ def sent_batches(bootstrap: str, topic: str) -> dict[tuple[int, int], int]:
 
 
 def _committed(bootstrap: str, group: str, topic: str) -> dict[int, int]:
-    marks = watermarks(bootstrap, topic)
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        tps = c.committed([TopicPartition(topic, p) for p in marks], timeout=10)
-    finally:
-        c.close()
-    return {tp.partition: tp.offset for tp in tps}
+    return {tp.partition: tp.offset for tp in committed(bootstrap, group, topic)}
 
 
 def sink_stored_batches(bootstrap: str, group: str, enriched: str) -> set[tuple[int, int]]:

@@ -12,13 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
-
 from core.publisher import Publisher
 from core.settings import BrokerSettings
+from core.topics import committed
 from faults import observe
 from faults.check import Verdict, compare
-from faults.pipeline import PARTITIONS, Pipeline, gone, kill_broker, start_broker, wait_until
+from faults.pipeline import Pipeline, gone, kill_broker, start_broker, wait_until
 from sinks.intents import resumed_intent
 from sinks.store import Store
 
@@ -61,11 +60,7 @@ def _worker_killed(p: Pipeline, scale: Scale) -> str:
 
 def _intent_pending(p: Pipeline) -> bool:
     """Has the sink committed a group's intent and not yet its end offset (insert in hand)?"""
-    c = Consumer({"bootstrap.servers": p.bootstrap, "group.id": p.sink_group, "enable.auto.commit": False})
-    try:
-        tps = c.committed([TopicPartition(p.topics.enriched, i) for i in range(PARTITIONS)], timeout=10)
-    finally:
-        c.close()
+    tps = committed(p.bootstrap, p.sink_group, p.topics.enriched)
     return any(resumed_intent(tp) is not None for tp in tps)
 
 
